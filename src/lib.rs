@@ -1,0 +1,55 @@
+//! # siamese
+//!
+//! Siamese networks in Rust on [burn]: twin encoders with shared weights that learn whether two
+//! inputs are "the same".
+//!
+//! The reference system is the classic Keras functional-API Siamese network, reproduced
+//! exactly: a base network `Dense(128, relu) ×3` applied to both inputs with the same weights,
+//! a Euclidean distance layer, the contrastive loss with margin 1 (label 1 = similar) and
+//! RMSprop with Keras defaults.
+//!
+//! ```
+//! use siamese::prelude::*;
+//!
+//! let (a, b, labels) = siamese::synthetic::random_pairs(100, 100, 0);
+//! let mut model = Siamese::reference(100, 0).unwrap();
+//! let options = FitOptions { verbose: false, ..FitOptions::new(20, 32) };
+//! let history = model.fit(&a, &b, &labels, &options).unwrap();
+//! assert!(history.loss().last().unwrap() < &history.loss()[0]);
+//! let distances = model.predict(&a.slice_rows(0, 1), &b.slice_rows(0, 1)).unwrap();
+//! assert_eq!(distances.len(), 1);
+//! ```
+//!
+//! Modules, in the order data flows through them: [`config`] → [`data`] → [`encoder`],
+//! [`distance`], [`siamese`] (the network) → [`loss`], [`optim`], [`train`] → [`model`] (the
+//! Keras-like object) → [`io`] (model directories).
+
+pub mod config;
+pub mod data;
+pub mod distance;
+pub mod encoder;
+pub mod error;
+pub mod io;
+pub mod loss;
+pub mod model;
+pub mod optim;
+pub mod siamese;
+pub mod synthetic;
+pub mod train;
+
+pub use burn;
+
+/// The types most programs need.
+pub mod prelude {
+    pub use crate::config::ModelConfig;
+    pub use crate::data::Matrix;
+    pub use crate::distance::Distance;
+    pub use crate::encoder::{Activation, EncoderConfig, MlpEncoderConfig};
+    pub use crate::error::{Result, SiameseError};
+    pub use crate::loss::ContrastiveLoss;
+    pub use crate::model::Siamese;
+    pub use crate::optim::OptimizerConfig;
+    pub use crate::siamese::SiameseConfig;
+    pub use crate::train::{FitOptions, History, Pairs, Validation};
+    pub use burn::tensor::Device;
+}

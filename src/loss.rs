@@ -1,0 +1,143 @@
+//! Losses for pairs of embeddings.
+//!
+//! The reference is the contrastive loss of Hadsell, Chopra & LeCun (2006) with the Keras
+//! convention **label 1 = similar, 0 = dissimilar**:
+//!
+//! ```text
+//! L = mean( y·d² + (1 − y)·max(0, margin − d)² )        d, y: [batch, 1]
+//! ```
+//!
+//! Similar pairs are pulled together (`d² → 0`); dissimilar pairs are pushed until they are at
+//! least `margin` apart, after which they cost nothing.
+//!
+//! ```
+//! use siamese::loss::ContrastiveLoss;
+//! use siamese::burn::tensor::{Device, Tensor};
+//!
+//! let device = Device::flex();
+//! let d = Tensor::<2>::from_floats([[0.5], [0.25]], &device);
+//! let y = Tensor::<2>::from_floats([[1.0], [0.0]], &device);
+//! let loss: f32 = ContrastiveLoss::new(1.0).forward(d, y).into_scalar();
+//! assert!((loss - (0.25 + 0.5625) / 2.0).abs() < 1e-7);
+//! ```
+
+use burn::tensor::Tensor;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, SiameseError};
+
+/// Contrastive loss with a margin (default 1). Label 1 = similar, 0 = dissimilar.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ContrastiveLoss {
+    /// Distance beyond which dissimilar pairs cost nothing.
+    pub margin: f32,
+}
+
+impl Default for ContrastiveLoss {
+    fn default() -> Self {
+        Self { margin: 1.0 }
+    }
+}
+
+impl ContrastiveLoss {
+    /// A contrastive loss with the given margin.
+    pub fn new(margin: f32) -> Self {
+        Self { margin }
+    }
+
+    /// `mean(y·d² + (1 − y)·max(0, margin − d)²)` for `d, y: [batch, 1]`; returns shape `[1]`.
+    ///
+    /// Labels are not checked here (that would force a device sync per batch); use
+    /// [`check_labels`] on the host data once, as `fit` does.
+    pub fn forward(&self, distance: Tensor<2>, labels: Tensor<2>) -> Tensor<1> {
+        let positive = labels.clone() * distance.clone().square();
+        let hinge = distance.neg().add_scalar(self.margin).clamp_min(0.0);
+        let negative = labels.neg().add_scalar(1.0) * hinge.square();
+        (positive + negative).mean()
+    }
+
+    /// Checks the margin.
+    pub fn validate(&self) -> Result<()> {
+        if self.margin > 0.0 && self.margin.is_finite() {
+            Ok(())
+        } else {
+            Err(SiameseError::config(
+                "loss.margin",
+                format!("must be a positive number, got {}", self.margin),
+            ))
+        }
+    }
+}
+
+/// Checks that every label is a finite number in `[0, 1]` (1 = similar, 0 = dissimilar).
+///
+/// The error names `what` (e.g. the file the labels came from) and the first bad index.
+pub fn check_labels(what: &str, labels: &[f32]) -> Result<()> {
+    match labels
+        .iter()
+        .position(|y| !(y.is_finite() && (0.0..=1.0).contains(y)))
+    {
+        None => Ok(()),
+        Some(i) => Err(SiameseError::invalid(
+            what,
+            format!(
+                "label {i} is {}; labels must be in [0, 1] (1 = similar, 0 = dissimilar)",
+                labels[i]
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Device;
+
+    fn loss(margin: f32, d: &[f32], y: &[f32]) -> f32 {
+        let device = Device::flex();
+        let n = d.len();
+        let d = Tensor::<1>::from_floats(d, &device).reshape([n, 1]);
+        let y = Tensor::<1>::from_floats(y, &device).reshape([n, 1]);
+        ContrastiveLoss::new(margin).forward(d, y).into_scalar()
+    }
+
+    #[test]
+    fn hand_computed_cases() {
+        // Similar pair: d².
+        assert!((loss(1.0, &[0.3], &[1.0]) - 0.09).abs() < 1e-7);
+        // Dissimilar, d < margin: (1 − 0.3)² = 0.49.
+        assert!((loss(1.0, &[0.3], &[0.0]) - 0.49).abs() < 1e-7);
+        // Dissimilar, d > margin: nothing.
+        assert_eq!(loss(1.0, &[1.7], &[0.0]), 0.0);
+        // Similar, d > margin: still d² = 2.89.
+        assert!((loss(1.0, &[1.7], &[1.0]) - 2.89).abs() < 1e-6);
+        // d = 0: similar costs 0, dissimilar costs margin².
+        assert_eq!(loss(1.0, &[0.0], &[1.0]), 0.0);
+        assert!((loss(2.0, &[0.0], &[0.0]) - 4.0).abs() < 1e-7);
+        // Mixed batch: mean of 0.09, 0.49, 0, 2.89.
+        let mixed = loss(1.0, &[0.3, 0.3, 1.7, 1.7], &[1.0, 0.0, 0.0, 1.0]);
+        assert!((mixed - (0.09 + 0.49 + 0.0 + 2.89) / 4.0).abs() < 1e-6);
+        // Soft label 0.5 mixes the two terms: 0.5·0.09 + 0.5·0.49.
+        assert!((loss(1.0, &[0.3], &[0.5]) - 0.29).abs() < 1e-6);
+    }
+
+    #[test]
+    fn labels_outside_unit_interval_are_rejected() {
+        assert!(check_labels("labels", &[0.0, 1.0, 0.5]).is_ok());
+        let err = check_labels("pairs.csv", &[0.0, 2.0])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("pairs.csv") && err.contains("label 1 is 2"),
+            "{err}"
+        );
+        assert!(check_labels("l", &[-1.0]).is_err());
+        assert!(check_labels("l", &[f32::NAN]).is_err());
+    }
+
+    #[test]
+    fn margin_must_be_positive() {
+        assert!(ContrastiveLoss::new(0.0).validate().is_err());
+        assert!(ContrastiveLoss::new(1.0).validate().is_ok());
+    }
+}

@@ -1,0 +1,287 @@
+//! [`Siamese`]: the Keras-like model object — build, `fit`, `predict`, `evaluate`, `summary`,
+//! `save`, `load`.
+//!
+//! ```
+//! use siamese::prelude::*;
+//!
+//! // 20 random pairs of 100-dim inputs, alternating labels (1 = similar).
+//! let (a, b, labels) = siamese::synthetic::random_pairs(20, 100, 0);
+//! let mut model = Siamese::new(ModelConfig::reference(100), &Device::flex()).unwrap();
+//! let history = model
+//!     .fit(&a, &b, &labels, &FitOptions { verbose: false, ..FitOptions::new(2, 8) })
+//!     .unwrap();
+//! assert_eq!(history.epochs.len(), 2);
+//! let d = model.predict(&a, &b).unwrap();
+//! assert_eq!(d.len(), 20);
+//! ```
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::optim::ModuleOptimizer;
+use burn::tensor::Device;
+
+use crate::config::ModelConfig;
+use crate::data::{Matrix, check_pairs, to_tensor};
+use crate::error::{Result, SiameseError};
+use crate::io::{self, Extra};
+use crate::siamese::SiameseNetwork;
+use crate::train::{self, Evaluation, FitOptions, History, PairsRef, Validation};
+
+/// A Siamese model with its loss and optimizer attached ("compiled", in Keras terms).
+pub struct Siamese {
+    config: ModelConfig,
+    network: SiameseNetwork,
+    optimizer: ModuleOptimizer,
+    device: Device,
+    extra: Extra,
+}
+
+impl std::fmt::Debug for Siamese {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Siamese")
+            .field("config", &self.config)
+            .field("device", &self.device)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Siamese {
+    /// Builds a model from `config` on `device` (autodiff is enabled on it for training).
+    pub fn new(config: ModelConfig, device: &Device) -> Result<Self> {
+        config.validate()?;
+        let device = device.clone().autodiff();
+        let network = config.network.init(&device, config.seed)?;
+        let optimizer = config.optimizer.init()?;
+        Ok(Self {
+            config,
+            network,
+            optimizer,
+            device,
+            extra: Extra::new(),
+        })
+    }
+
+    /// The reference model (`input_dim → Dense(128, relu) ×3`, Euclidean, contrastive, RMSprop)
+    /// on the flex CPU backend, weights drawn from `seed`.
+    pub fn reference(input_dim: usize, seed: u64) -> Result<Self> {
+        Self::new(
+            ModelConfig {
+                seed,
+                ..ModelConfig::reference(input_dim)
+            },
+            &Device::flex(),
+        )
+    }
+
+    /// The configuration the model was built from.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// The burn module.
+    pub fn network(&self) -> &SiameseNetwork {
+        &self.network
+    }
+
+    /// Replaces the burn module (e.g. after training it with a custom loop).
+    pub fn set_network(&mut self, network: SiameseNetwork) {
+        self.network = network;
+    }
+
+    /// The (autodiff) device the model trains on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Number of features one input sample must have.
+    pub fn input_dim(&self) -> usize {
+        self.config.network.encoder.input_dim()
+    }
+
+    /// Extra entries saved with the model (e.g. a calibrated threshold).
+    pub fn extra(&self) -> &Extra {
+        &self.extra
+    }
+
+    /// Mutable access to the extra entries saved with the model.
+    pub fn extra_mut(&mut self) -> &mut Extra {
+        &mut self.extra
+    }
+
+    /// Trains on pairs `(a[i], b[i])` with `labels[i]` (1 = similar, 0 = dissimilar).
+    ///
+    /// Mirrors Keras's `model.fit([a, b], labels, epochs, batch_size, validation_split | data)`.
+    /// Returns the per-epoch history. Shapes, labels and finiteness are checked first.
+    pub fn fit(
+        &mut self,
+        a: &Matrix,
+        b: &Matrix,
+        labels: &[f32],
+        options: &FitOptions,
+    ) -> Result<History> {
+        check_pairs(a, b, Some(labels), self.input_dim())?;
+        if let Validation::Data(v) = &options.validation {
+            check_pairs(&v.a, &v.b, Some(&v.labels), self.input_dim())
+                .map_err(|e| SiameseError::invalid("validation data", e.to_string()))?;
+        }
+        let network = self.network.clone();
+        let (network, history) = train::fit(
+            network,
+            &mut self.optimizer,
+            self.config.optimizer.lr(),
+            &self.config.loss,
+            PairsRef { a, b, labels },
+            options,
+        )?;
+        self.network = network;
+        Ok(history)
+    }
+
+    /// Distances `d(a[i], b[i])`, one per pair (the `(n, 1)` output of Keras's `predict`,
+    /// flattened).
+    pub fn predict(&self, a: &Matrix, b: &Matrix) -> Result<Vec<f32>> {
+        check_pairs(a, b, None, self.input_dim())?;
+        let network = self.network.valid();
+        let device = train::network_device(&network);
+        let mut out = Vec::with_capacity(a.rows());
+        for start in (0..a.rows()).step_by(train::INFERENCE_BATCH) {
+            let end = (start + train::INFERENCE_BATCH).min(a.rows());
+            let d = network.forward(
+                to_tensor(&a.slice_rows(start, end), &device),
+                to_tensor(&b.slice_rows(start, end), &device),
+            );
+            out.extend(d.into_data().try_to_vec::<f32>().map_err(|e| {
+                SiameseError::Runtime(format!("cannot read distances back: {e:?}"))
+            })?);
+        }
+        Ok(out)
+    }
+
+    /// Embeddings of the rows of `x`: `[n, input_dim] → [n, embedding_dim]`.
+    pub fn embed(&self, x: &Matrix) -> Result<Matrix> {
+        if x.cols() != self.input_dim() {
+            return Err(SiameseError::shape(
+                "input",
+                format!("{} features per sample", self.input_dim()),
+                format!("{} features", x.cols()),
+            ));
+        }
+        x.check_finite("input")?;
+        let network = self.network.valid();
+        let device = train::network_device(&network);
+        let dim = self.config.network.encoder.output_dim();
+        let mut out = Vec::with_capacity(x.rows() * dim);
+        for start in (0..x.rows()).step_by(train::INFERENCE_BATCH) {
+            let end = (start + train::INFERENCE_BATCH).min(x.rows());
+            let e = network.embed(to_tensor(&x.slice_rows(start, end), &device));
+            out.extend(e.into_data().try_to_vec::<f32>().map_err(|e| {
+                SiameseError::Runtime(format!("cannot read embeddings back: {e:?}"))
+            })?);
+        }
+        Matrix::new(x.rows(), dim, out)
+    }
+
+    /// Loss and pair accuracy (`d < threshold` ⇒ similar) on labelled pairs.
+    pub fn evaluate(
+        &self,
+        a: &Matrix,
+        b: &Matrix,
+        labels: &[f32],
+        threshold: f32,
+    ) -> Result<Evaluation> {
+        check_pairs(a, b, Some(labels), self.input_dim())?;
+        train::evaluate(
+            &self.network,
+            &self.config.loss,
+            PairsRef { a, b, labels },
+            threshold,
+        )
+    }
+
+    /// A Keras-style summary table: layers, output shapes, parameters.
+    pub fn summary(&self) -> String {
+        let enc = &self.config.network.encoder;
+        let rows = enc.layer_rows();
+        let total: usize = rows.iter().map(|r| r.3).sum();
+        let mut lines = vec![
+            "Model: \"siamese\"".to_string(),
+            format!(
+                "{:<26}{:<20}{:>12}  {}",
+                "Layer (type)", "Output Shape", "Param #", "Connected to"
+            ),
+            "=".repeat(80),
+        ];
+        let dim = enc.input_dim();
+        for input in ["input_a", "input_b"] {
+            lines.push(format!(
+                "{:<26}{:<20}{:>12}",
+                format!("{input} (Input)"),
+                format!("(None, {dim})"),
+                0
+            ));
+        }
+        lines.push(format!(
+            "{:<26}{:<20}{:>12}  {}",
+            "encoder (shared)",
+            format!("(None, {})", enc.output_dim()),
+            group(total),
+            "input_a, input_b"
+        ));
+        for (name, kind, shape, params) in &rows {
+            lines.push(format!(
+                "{:<26}{:<20}{:>12}",
+                format!("  {name} ({kind})"),
+                shape,
+                group(*params)
+            ));
+        }
+        lines.push(format!(
+            "{:<26}{:<20}{:>12}  {}",
+            format!("distance ({})", self.config.network.distance.name()),
+            "(None, 1)",
+            0,
+            "encoder(a), encoder(b)"
+        ));
+        lines.push("=".repeat(80));
+        lines.push(format!("Total params: {}", group(total)));
+        lines.push(format!(
+            "Trainable params: {}",
+            group(self.network.num_params())
+        ));
+        lines.push("Non-trainable params: 0".into());
+        lines.join("\n")
+    }
+
+    /// Saves the model (config + weights + extra entries) as the directory `dir`, atomically.
+    pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
+        io::save_model(dir.as_ref(), &self.config, &self.network, &self.extra)
+    }
+
+    /// Loads a model directory written by [`Siamese::save`] onto `device`.
+    pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        let device = device.clone().autodiff();
+        let (config, network, extra) = io::load_model(dir.as_ref(), &device)?;
+        let optimizer = config.optimizer.init()?;
+        Ok(Self {
+            config,
+            network,
+            optimizer,
+            device,
+            extra,
+        })
+    }
+}
+
+/// `45952` → `"45,952"`.
+fn group(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}

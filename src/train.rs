@@ -1,0 +1,419 @@
+//! The training loop behind `fit`: shuffling, batching, progress, history.
+//!
+//! Each step is one burn autodiff step on a batch of pairs:
+//!
+//! ```text
+//! d = network(a_batch, b_batch)            [batch, 1]
+//! L = loss(d, y_batch)                     scalar
+//! θ ← optimizer.step(lr, θ, ∂L/∂θ)
+//! ```
+//!
+//! The whole training set is copied to the device once per `fit`; batches are gathered there
+//! by index, so an epoch costs one host→device copy of a permutation, not of the data. Epoch loss
+//! and accuracy are accumulated on the device and read once per epoch, like Keras's running
+//! averages (the mean over batches, weighted by batch size).
+
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::data::{Matrix, labels_tensor, to_tensor};
+use crate::error::{Result, SiameseError};
+use crate::loss::ContrastiveLoss;
+use crate::siamese::SiameseNetwork;
+
+/// Pairs with labels, borrowed: `a[i]` and `b[i]` form pair `i`, `labels[i]` is 1 when similar.
+#[derive(Debug, Clone, Copy)]
+pub struct PairsRef<'a> {
+    /// First input of each pair, `[n, input_dim]`.
+    pub a: &'a Matrix,
+    /// Second input of each pair, `[n, input_dim]`.
+    pub b: &'a Matrix,
+    /// One label per pair in `[0, 1]`.
+    pub labels: &'a [f32],
+}
+
+impl PairsRef<'_> {
+    /// Number of pairs.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether there are no pairs.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+}
+
+/// Owned pairs with labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pairs {
+    /// First input of each pair.
+    pub a: Matrix,
+    /// Second input of each pair.
+    pub b: Matrix,
+    /// One label per pair in `[0, 1]`.
+    pub labels: Vec<f32>,
+}
+
+impl Pairs {
+    /// Borrows the pairs.
+    pub fn as_ref(&self) -> PairsRef<'_> {
+        PairsRef {
+            a: &self.a,
+            b: &self.b,
+            labels: &self.labels,
+        }
+    }
+
+    /// The pairs at `indices`, in order.
+    pub fn select(&self, indices: &[usize]) -> Self {
+        Self {
+            a: self.a.select_rows(indices),
+            b: self.b.select_rows(indices),
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+        }
+    }
+}
+
+/// Where validation data comes from.
+#[derive(Debug, Clone, Default)]
+pub enum Validation {
+    /// No validation.
+    #[default]
+    None,
+    /// The last `fraction` of the pairs, taken before shuffling (as Keras's `validation_split`).
+    Split(f32),
+    /// Separate pairs (as Keras's `validation_data`).
+    Data(Pairs),
+}
+
+/// Options of [`fit`], mirroring Keras's `Model.fit`.
+#[derive(Debug, Clone)]
+pub struct FitOptions {
+    /// Passes over the training pairs.
+    pub epochs: usize,
+    /// Pairs per gradient step (the last batch of an epoch may be smaller).
+    pub batch_size: usize,
+    /// Shuffle the pairs at every epoch.
+    pub shuffle: bool,
+    /// Seed for shuffling and dropout.
+    pub seed: u64,
+    /// Validation data, if any.
+    pub validation: Validation,
+    /// Distance below which a pair counts as "similar" for the accuracy metric.
+    pub threshold: f32,
+    /// Print a progress bar and one line per epoch.
+    pub verbose: bool,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        Self {
+            epochs: 1,
+            batch_size: 32,
+            shuffle: true,
+            seed: 0,
+            validation: Validation::None,
+            threshold: 0.5,
+            verbose: true,
+        }
+    }
+}
+
+impl FitOptions {
+    /// Options with the given epochs and batch size, the rest default.
+    pub fn new(epochs: usize, batch_size: usize) -> Self {
+        Self {
+            epochs,
+            batch_size,
+            ..Self::default()
+        }
+    }
+
+    /// Checks the options.
+    pub fn validate(&self) -> Result<()> {
+        if self.epochs == 0 {
+            return Err(SiameseError::config("epochs", "must be at least 1"));
+        }
+        if self.batch_size == 0 {
+            return Err(SiameseError::config("batch_size", "must be at least 1"));
+        }
+        if let Validation::Split(f) = self.validation {
+            if !(f > 0.0 && f < 1.0) {
+                return Err(SiameseError::config(
+                    "validation_split",
+                    format!("must be in (0, 1), got {f}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Metrics of one epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochLog {
+    /// Epoch number, from 1.
+    pub epoch: usize,
+    /// Mean training loss over the epoch's batches (weighted by batch size).
+    pub loss: f32,
+    /// Training pair accuracy at the threshold, over the epoch's batches.
+    pub accuracy: f32,
+    /// Validation loss after the epoch.
+    pub val_loss: Option<f32>,
+    /// Validation pair accuracy after the epoch.
+    pub val_accuracy: Option<f32>,
+    /// Wall time of the epoch in seconds (validation included).
+    pub seconds: f64,
+}
+
+/// Per-epoch metrics returned by `fit` (Keras's `History`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct History {
+    /// One entry per epoch.
+    pub epochs: Vec<EpochLog>,
+}
+
+impl History {
+    /// Training loss per epoch.
+    pub fn loss(&self) -> Vec<f32> {
+        self.epochs.iter().map(|e| e.loss).collect()
+    }
+
+    /// Validation loss per epoch (empty without validation).
+    pub fn val_loss(&self) -> Vec<f32> {
+        self.epochs.iter().filter_map(|e| e.val_loss).collect()
+    }
+
+    /// The history as CSV: `epoch,loss,accuracy,val_loss,val_accuracy,seconds`.
+    pub fn to_csv(&self) -> String {
+        let mut out = String::from("epoch,loss,accuracy,val_loss,val_accuracy,seconds\n");
+        let opt = |v: Option<f32>| v.map(|v| v.to_string()).unwrap_or_default();
+        for e in &self.epochs {
+            out.push_str(&format!(
+                "{},{},{},{},{},{:.3}\n",
+                e.epoch,
+                e.loss,
+                e.accuracy,
+                opt(e.val_loss),
+                opt(e.val_accuracy),
+                e.seconds
+            ));
+        }
+        out
+    }
+}
+
+/// Loss and accuracy of a model on labelled pairs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// Mean loss.
+    pub loss: f32,
+    /// Fraction of pairs whose prediction (`d < threshold` ⇒ similar) matches the label.
+    pub accuracy: f32,
+}
+
+/// Number of pairs per forward pass when predicting or evaluating.
+pub const INFERENCE_BATCH: usize = 1024;
+
+/// `[n, 1]` float tensor: 1 where the prediction `d < threshold` agrees with `y ≥ 0.5`.
+fn correct(d: Tensor<2>, y: Tensor<2>, threshold: f32) -> Tensor<2> {
+    let predicted_similar = d.lower_elem(threshold);
+    let similar = y.greater_equal_elem(0.5);
+    predicted_similar.equal(similar).float()
+}
+
+/// Loss and accuracy on `pairs`, without gradients, in batches of [`INFERENCE_BATCH`].
+pub fn evaluate(
+    network: &SiameseNetwork,
+    loss: &ContrastiveLoss,
+    pairs: PairsRef<'_>,
+    threshold: f32,
+) -> Result<Evaluation> {
+    let network = network.valid();
+    let device = network_device(&network);
+    let n = pairs.len();
+    let mut loss_sum = 0.0f64;
+    let mut correct_sum = 0.0f64;
+    for start in (0..n).step_by(INFERENCE_BATCH) {
+        let end = (start + INFERENCE_BATCH).min(n);
+        let a = to_tensor(&pairs.a.slice_rows(start, end), &device);
+        let b = to_tensor(&pairs.b.slice_rows(start, end), &device);
+        let y = labels_tensor(&pairs.labels[start..end], &device);
+        let d = network.forward(a, b);
+        let l: f32 = loss.forward(d.clone(), y.clone()).into_scalar();
+        let c: f32 = correct(d, y, threshold).sum().into_scalar();
+        loss_sum += l as f64 * (end - start) as f64;
+        correct_sum += c as f64;
+    }
+    Ok(Evaluation {
+        loss: (loss_sum / n as f64) as f32,
+        accuracy: (correct_sum / n as f64) as f32,
+    })
+}
+
+/// The device the network's parameters live on.
+pub fn network_device(network: &SiameseNetwork) -> Device {
+    network
+        .devices()
+        .into_iter()
+        .next()
+        .unwrap_or_else(Device::flex)
+}
+
+/// Trains `network` on `train` with `optimizer`, Keras-style. Returns the trained network and
+/// the per-epoch history. Inputs must already be checked (see [`crate::data::check_pairs`]).
+pub fn fit(
+    mut network: SiameseNetwork,
+    optimizer: &mut ModuleOptimizer,
+    lr: f64,
+    loss: &ContrastiveLoss,
+    train: PairsRef<'_>,
+    options: &FitOptions,
+) -> Result<(SiameseNetwork, History)> {
+    options.validate()?;
+    // Keras takes validation_split from the end, before any shuffling.
+    let (train_pairs, split_val);
+    let (train, val): (PairsRef<'_>, Option<PairsRef<'_>>) = match &options.validation {
+        Validation::None => (train, None),
+        Validation::Data(p) => (train, Some(p.as_ref())),
+        Validation::Split(f) => {
+            let n = train.len();
+            let n_val = ((n as f64) * (*f as f64)).round() as usize;
+            if n_val == 0 || n_val >= n {
+                return Err(SiameseError::config(
+                    "validation_split",
+                    format!("{f} of {n} pairs leaves an empty training or validation set"),
+                ));
+            }
+            let idx: Vec<usize> = (0..n - n_val).collect();
+            let vidx: Vec<usize> = (n - n_val..n).collect();
+            let owned = Pairs {
+                a: train.a.clone(),
+                b: train.b.clone(),
+                labels: train.labels.to_vec(),
+            };
+            train_pairs = owned.select(&idx);
+            split_val = owned.select(&vidx);
+            (train_pairs.as_ref(), Some(split_val.as_ref()))
+        }
+    };
+    let n = train.len();
+    if n == 0 {
+        return Err(SiameseError::Empty("no training pairs".into()));
+    }
+    let device = network_device(&network);
+    device.seed(options.seed);
+    let ta = to_tensor(train.a, &device);
+    let tb = to_tensor(train.b, &device);
+    let ty = labels_tensor(train.labels, &device);
+    let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+    let mut order: Vec<usize> = (0..n).collect();
+    let steps = n.div_ceil(options.batch_size);
+    let mut history = History::default();
+
+    for epoch in 1..=options.epochs {
+        let started = Instant::now();
+        if options.shuffle {
+            order.shuffle(&mut rng);
+        }
+        let bar = progress_bar(options.verbose, steps as u64, epoch, options.epochs);
+        let ids: Vec<i64> = order.iter().map(|&i| i as i64).collect();
+        let ids = Tensor::<1, Int>::from_data(TensorData::new(ids, [n]), &device);
+        let mut loss_sum: Option<Tensor<1>> = None;
+        let mut correct_sum: Option<Tensor<1>> = None;
+        for step in 0..steps {
+            let start = step * options.batch_size;
+            let size = options.batch_size.min(n - start);
+            let (a, b, y) = if options.shuffle {
+                let idx = ids.clone().narrow(0, start, size);
+                (
+                    ta.clone().select(0, idx.clone()),
+                    tb.clone().select(0, idx.clone()),
+                    ty.clone().select(0, idx),
+                )
+            } else {
+                (
+                    ta.clone().narrow(0, start, size),
+                    tb.clone().narrow(0, start, size),
+                    ty.clone().narrow(0, start, size),
+                )
+            };
+            let d = network.forward(a, b);
+            let l = loss.forward(d.clone(), y.clone());
+            let weighted = l.clone().detach().mul_scalar(size as f32);
+            let c = correct(d.detach(), y, options.threshold).sum();
+            loss_sum = Some(match loss_sum {
+                Some(s) => s + weighted,
+                None => weighted,
+            });
+            correct_sum = Some(match correct_sum {
+                Some(s) => s + c,
+                None => c,
+            });
+            let grads = GradientsParams::from_grads(l.backward(), &network);
+            network = optimizer.step(lr, network, grads);
+            bar.inc(1);
+        }
+        let epoch_loss = loss_sum.map_or(0.0, |s| s.into_scalar::<f32>()) / n as f32;
+        let epoch_acc = correct_sum.map_or(0.0, |s| s.into_scalar::<f32>()) / n as f32;
+        if !epoch_loss.is_finite() {
+            bar.abandon();
+            return Err(SiameseError::Runtime(format!(
+                "training loss became {epoch_loss} in epoch {epoch}; lower the learning rate or \
+                 check the inputs' scale"
+            )));
+        }
+        let val = match val {
+            Some(v) => Some(evaluate(&network, loss, v, options.threshold)?),
+            None => None,
+        };
+        bar.finish_and_clear();
+        let log = EpochLog {
+            epoch,
+            loss: epoch_loss,
+            accuracy: epoch_acc,
+            val_loss: val.map(|v| v.loss),
+            val_accuracy: val.map(|v| v.accuracy),
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        if options.verbose {
+            println!("{}", epoch_line(&log, options.epochs, steps));
+        }
+        history.epochs.push(log);
+    }
+    Ok((network, history))
+}
+
+fn progress_bar(verbose: bool, steps: u64, epoch: usize, epochs: usize) -> ProgressBar {
+    if !verbose {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(steps);
+    bar.set_style(
+        ProgressStyle::with_template("Epoch {prefix} {bar:30} {pos}/{len} [{elapsed}<{eta}]")
+            .expect("static template is valid"),
+    );
+    bar.set_prefix(format!("{epoch}/{epochs}"));
+    bar
+}
+
+/// One Keras-like line: `Epoch 3/20 - 4/4 - 0.01s - loss: 0.2412 - accuracy: 0.6100 ...`.
+pub fn epoch_line(log: &EpochLog, epochs: usize, steps: usize) -> String {
+    let mut line = format!(
+        "Epoch {}/{} - {steps}/{steps} - {:.2}s - loss: {:.4} - accuracy: {:.4}",
+        log.epoch, epochs, log.seconds, log.loss, log.accuracy
+    );
+    if let (Some(l), Some(a)) = (log.val_loss, log.val_accuracy) {
+        line.push_str(&format!(" - val_loss: {l:.4} - val_accuracy: {a:.4}"));
+    }
+    line
+}
