@@ -155,6 +155,28 @@ pub fn check_pairs(a: &Matrix, b: &Matrix, labels: Option<&[f32]>, input_dim: us
     b.check_finite("input b")
 }
 
+/// Copies a matrix into a `[rows, cols]` tensor on `device`.
+pub fn to_tensor(m: &Matrix, device: &burn::tensor::Device) -> burn::tensor::Tensor<2> {
+    burn::tensor::Tensor::from_data(
+        burn::tensor::TensorData::new(m.as_slice().to_vec(), [m.rows(), m.cols()]),
+        device,
+    )
+}
+
+/// Moves a matrix into a `[rows, cols]` tensor on `device` (no host copy).
+pub fn into_tensor(m: Matrix, device: &burn::tensor::Device) -> burn::tensor::Tensor<2> {
+    let shape = [m.rows(), m.cols()];
+    burn::tensor::Tensor::from_data(burn::tensor::TensorData::new(m.into_vec(), shape), device)
+}
+
+/// Copies labels into a `[n, 1]` tensor on `device`.
+pub fn labels_tensor(labels: &[f32], device: &burn::tensor::Device) -> burn::tensor::Tensor<2> {
+    burn::tensor::Tensor::from_data(
+        burn::tensor::TensorData::new(labels.to_vec(), [labels.len(), 1]),
+        device,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,20 +215,4 @@ mod tests {
         assert_eq!(m.slice_rows(1, 3).as_slice(), &[3.0, 4.0, 5.0, 6.0]);
         assert!(Matrix::from_rows(&[vec![1.0], vec![1.0, 2.0]]).is_err());
     }
-}
-
-/// Copies a matrix into a `[rows, cols]` tensor on `device`.
-pub fn to_tensor(m: &Matrix, device: &burn::tensor::Device) -> burn::tensor::Tensor<2> {
-    burn::tensor::Tensor::from_data(
-        burn::tensor::TensorData::new(m.as_slice().to_vec(), [m.rows(), m.cols()]),
-        device,
-    )
-}
-
-/// Copies labels into a `[n, 1]` tensor on `device`.
-pub fn labels_tensor(labels: &[f32], device: &burn::tensor::Device) -> burn::tensor::Tensor<2> {
-    burn::tensor::Tensor::from_data(
-        burn::tensor::TensorData::new(labels.to_vec(), [labels.len(), 1]),
-        device,
-    )
 }

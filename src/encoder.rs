@@ -16,7 +16,9 @@
 //! ```
 
 use burn::module::{Module, Param};
-use burn::nn::{Dropout, DropoutConfig, Linear};
+use std::sync::{Arc, Mutex};
+
+use burn::nn::Linear;
 use burn::tensor::activation;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::{Rng, RngExt, SeedableRng};
@@ -161,7 +163,7 @@ impl MlpEncoderConfig {
             layers.push(glorot_dense(fan_in, fan_out, &mut rng, device));
             fan_in = fan_out;
         }
-        let dropout = (self.dropout > 0.0).then(|| DropoutConfig::new(self.dropout).init());
+        let dropout = (self.dropout > 0.0).then(|| SeededDropout::new(self.dropout, seed));
         Ok(MlpEncoder {
             layers,
             dropout,
@@ -197,13 +199,61 @@ pub fn dense_from_values(
     }
 }
 
+/// Inverted dropout (`x·m/(1−p)`, `m ~ Bernoulli(1−p)`) with its own seeded random stream.
+///
+/// burn's `Dropout` draws from the backend's global generator, which concurrent trainings in
+/// one process share; this one draws its masks from a generator owned by the model, so a fixed
+/// seed gives the same training whatever else runs. It is active only on autodiff devices
+/// (training); after `valid()` it is the identity, as Keras's dropout at inference.
+#[derive(Module, Debug)]
+pub struct SeededDropout {
+    #[module(skip)]
+    prob: f64,
+    #[module(skip)]
+    rng: Arc<Mutex<ChaCha8Rng>>,
+}
+
+impl SeededDropout {
+    /// Dropout with rate `prob`, masks drawn from `seed`.
+    pub fn new(prob: f64, seed: u64) -> Self {
+        Self {
+            prob,
+            rng: Arc::new(Mutex::new(ChaCha8Rng::seed_from_u64(seed ^ 0xD50F_0D50))),
+        }
+    }
+
+    /// Restarts the mask stream from `seed`.
+    pub fn reseed(&self, seed: u64) {
+        *self.rng.lock().unwrap_or_else(|e| e.into_inner()) =
+            ChaCha8Rng::seed_from_u64(seed ^ 0xD50F_0D50);
+    }
+
+    /// Applies dropout when training (autodiff device), the identity otherwise.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let device = x.device();
+        if self.prob <= 0.0 || !device.is_autodiff() {
+            return x;
+        }
+        let shape = x.shape();
+        let keep = 1.0 / (1.0 - self.prob) as f32;
+        let p = self.prob as f32;
+        let mask: Vec<f32> = {
+            let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+            (0..shape.num_elements())
+                .map(|_| if rng.random::<f32>() >= p { keep } else { 0.0 })
+                .collect()
+        };
+        x * Tensor::<D>::from_data(TensorData::new(mask, shape), &device)
+    }
+}
+
 /// Multi-layer perceptron encoder built by [`MlpEncoderConfig::init`].
 #[derive(Module, Debug)]
 pub struct MlpEncoder {
     /// Dense layers, applied in order.
     pub layers: Vec<Linear>,
     /// Dropout after every layer but the last, when configured.
-    pub dropout: Option<Dropout>,
+    pub dropout: Option<SeededDropout>,
     #[module(skip)]
     activation: Activation,
     #[module(skip)]
@@ -211,6 +261,27 @@ pub struct MlpEncoder {
 }
 
 impl MlpEncoder {
+    /// Restarts the dropout mask stream from `seed` (no effect without dropout).
+    pub fn reseed(&self, seed: u64) {
+        if let Some(d) = &self.dropout {
+            d.reseed(seed);
+        }
+    }
+
+    /// An encoder from explicit dense layers (see [`dense_from_values`]), no dropout.
+    pub fn from_layers(
+        layers: Vec<Linear>,
+        activation: Activation,
+        final_activation: bool,
+    ) -> Self {
+        Self {
+            layers,
+            dropout: None,
+            activation,
+            final_activation,
+        }
+    }
+
     /// Maps `[batch, input_dim]` to `[batch, output_dim]`.
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         let last = self.layers.len() - 1;
@@ -220,10 +291,8 @@ impl MlpEncoder {
             if i < last || self.final_activation {
                 x = self.activation.apply(x);
             }
-            if i < last {
-                if let Some(dropout) = &self.dropout {
-                    x = dropout.forward(x);
-                }
+            if let (true, Some(dropout)) = (i < last, &self.dropout) {
+                x = dropout.forward(x);
             }
         }
         x
@@ -310,6 +379,13 @@ pub enum Encoder {
 }
 
 impl Encoder {
+    /// Restarts any random stream (dropout masks) from `seed`.
+    pub fn reseed(&self, seed: u64) {
+        match self {
+            Self::Mlp(m) => m.reseed(seed),
+        }
+    }
+
     /// Maps a batch of inputs to embeddings `[batch, output_dim]`.
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         match self {
@@ -364,6 +440,32 @@ mod tests {
         let wa = a.layers[0].weight.val().into_data();
         assert_eq!(wa, b.layers[0].weight.val().into_data());
         assert_ne!(wa, c.layers[0].weight.val().into_data());
+    }
+
+    #[test]
+    fn dropout_only_while_training_and_seeded() {
+        let drop = SeededDropout::new(0.25, 3);
+        let plain = Tensor::<2>::ones([100, 100], &Device::flex());
+        assert_eq!(drop.forward(plain.clone()).into_data(), plain.into_data());
+        let train = Tensor::<2>::ones([100, 100], &Device::flex().autodiff());
+        let out = drop
+            .forward(train.clone())
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let zeros = out.iter().filter(|&&v| v == 0.0).count();
+        assert!(
+            (2200..2800).contains(&zeros),
+            "{zeros} of 10000 dropped at p = 0.25"
+        );
+        assert!(
+            out.iter()
+                .all(|&v| v == 0.0 || (v - 4.0 / 3.0).abs() < 1e-6)
+        );
+        drop.reseed(9);
+        let first = drop.forward(train.clone()).into_data();
+        drop.reseed(9);
+        assert_eq!(first, drop.forward(train).into_data());
     }
 
     #[test]

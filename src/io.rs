@@ -152,9 +152,12 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<(ModelConfig, SiameseNe
     let bytes = fs::read(&path).map_err(|e| SiameseError::io(&path, e))?;
     let mut network = config.network.init(device, config.seed)?;
     let mut store = SafetensorsStore::from_bytes(Some(bytes));
-    let applied = network
-        .load_from(&mut store)
-        .map_err(|e| SiameseError::format(&path, format!("cannot read the weights: {e}")))?;
+    let applied = network.load_from(&mut store).map_err(|e| {
+        SiameseError::format(
+            &path,
+            format!("cannot load these weights into the model that config.json describes: {e}"),
+        )
+    })?;
     if !applied.errors.is_empty() {
         let list: Vec<String> = applied.errors.iter().map(|e| format!("{e:?}")).collect();
         return Err(SiameseError::format(

@@ -24,6 +24,7 @@
 //! [`distance`], [`siamese`] (the network) → [`loss`], [`optim`], [`train`] → [`model`] (the
 //! Keras-like object) → [`io`] (model directories).
 
+pub mod cli;
 pub mod config;
 pub mod data;
 pub mod distance;

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `siamese` command line.
+
+fn main() {
+    std::process::exit(siamese::cli::main());
+}

@@ -305,6 +305,7 @@ mod tests {
     /// opt.apply_gradients([(g1, v)]); opt.apply_gradients([(g2, v)])
     /// ```
     #[test]
+    #[allow(clippy::excessive_precision)] // literal values as Keras printed them
     fn rmsprop_matches_keras_one_and_two_steps() {
         let step1 = [
             0.496_837_884_187_698_36,

@@ -76,17 +76,27 @@ pub struct SiameseNetwork {
 }
 
 impl SiameseNetwork {
+    /// A network from an already built encoder and a distance.
+    pub fn new(encoder: Encoder, distance: Distance) -> Self {
+        Self { encoder, distance }
+    }
+
     /// Embeds a batch: `[batch, input_dim] → [batch, emb]`.
     pub fn embed(&self, x: Tensor<2>) -> Tensor<2> {
         self.encoder.forward(x)
     }
 
-    /// Distances between matching rows of `a` and `b`: `[batch, input_dim]² → [batch, 1]`.
-    pub fn forward(&self, a: Tensor<2>, b: Tensor<2>) -> Tensor<2> {
+    /// Embeddings of both branches, `(encoder(a), encoder(b))`, computed by the one shared
+    /// encoder in a single pass over `[a; b]`.
+    pub fn forward_embeddings(&self, a: Tensor<2>, b: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
         let n = a.dims()[0];
         let both = self.embed(Tensor::cat(vec![a, b], 0));
-        let ea = both.clone().narrow(0, 0, n);
-        let eb = both.narrow(0, n, n);
+        (both.clone().narrow(0, 0, n), both.narrow(0, n, n))
+    }
+
+    /// Distances between matching rows of `a` and `b`: `[batch, input_dim]² → [batch, 1]`.
+    pub fn forward(&self, a: Tensor<2>, b: Tensor<2>) -> Tensor<2> {
+        let (ea, eb) = self.forward_embeddings(a, b);
         self.distance.forward(ea, eb)
     }
 
