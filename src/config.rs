@@ -44,3 +44,365 @@ impl ModelConfig {
         self.optimizer.validate()
     }
 }
+
+/// Where the samples of a run come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum DataSource {
+    /// MNIST IDX files in a folder (`t10k-images-idx3-ubyte[.gz]`, `t10k-labels-idx1-ubyte[.gz]`).
+    Mnist,
+    /// A folder with one sub-folder of images per class/identity.
+    Images,
+    /// Ready-made pairs: a folder with `a.npy`, `b.npy`, `labels.npy`, or an `.npz` with them.
+    Pairs,
+    /// A CSV list of image pairs `path_a,path_b,label`.
+    PairList,
+}
+
+/// How pairs are built from class-labelled samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pairing {
+    /// The Keras `mnist_siamese` scheme: consecutive same-class positives, one negative each.
+    Keras,
+    /// `num_pairs` random pairs with `positive_ratio` positives.
+    Random,
+}
+
+/// How samples are divided into train / validation / test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum SplitBy {
+    /// By sample: every class appears in every part, no sample in two parts.
+    Sample,
+    /// By class: test (and validation) identities are unseen in training.
+    Class,
+}
+
+/// Label convention of a pair list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum PairLabels {
+    /// 1 = same (our convention).
+    #[default]
+    OneMeansSimilar,
+    /// 1 = different (e.g. 1 = forgery in signature pair lists).
+    OneMeansDifferent,
+}
+
+/// The `[data]` section of a run config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// Kind of data.
+    pub source: DataSource,
+    /// File or folder; a relative path that does not exist is looked up under
+    /// `SIAMESE_DATA_DIR`.
+    pub path: std::path::PathBuf,
+    /// Image width after resizing (image sources).
+    #[serde(default = "default_image_side")]
+    pub image_width: usize,
+    /// Image height after resizing (image sources).
+    #[serde(default = "default_image_side")]
+    pub image_height: usize,
+    /// Map pixel values v → 1 − v (dark strokes on white paper become high values).
+    #[serde(default)]
+    pub invert: bool,
+    /// Pair-building scheme for class-labelled samples.
+    #[serde(default = "default_pairing")]
+    pub pairing: Pairing,
+    /// Number of training pairs for `pairing = "random"` (test and validation get a share
+    /// proportional to their samples).
+    #[serde(default = "default_num_pairs")]
+    pub num_pairs: usize,
+    /// Fraction of positive pairs for `pairing = "random"`.
+    #[serde(default = "default_positive_ratio")]
+    pub positive_ratio: f64,
+    /// How the test (and validation) parts are split off.
+    #[serde(default = "default_split")]
+    pub split: SplitBy,
+    /// Fraction of samples (or classes, or pairs) held out for the test.
+    #[serde(default = "default_test_fraction")]
+    pub test_fraction: f64,
+    /// Fraction of the remaining training part held out for validation (0 = none).
+    #[serde(default = "default_validation_fraction")]
+    pub validation_fraction: f64,
+    /// Use only the first `limit` samples (quick runs).
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Label convention of a pair list.
+    #[serde(default)]
+    pub pair_labels: PairLabels,
+}
+
+fn default_image_side() -> usize {
+    28
+}
+fn default_pairing() -> Pairing {
+    Pairing::Keras
+}
+fn default_num_pairs() -> usize {
+    10_000
+}
+fn default_positive_ratio() -> f64 {
+    0.5
+}
+fn default_split() -> SplitBy {
+    SplitBy::Sample
+}
+fn default_test_fraction() -> f64 {
+    0.2
+}
+fn default_validation_fraction() -> f64 {
+    0.1
+}
+
+/// The encoder of a run; the input size comes from the data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncoderSpec {
+    /// Output size of each dense layer.
+    #[serde(default = "default_hidden")]
+    pub hidden: Vec<usize>,
+    /// Activation after each layer.
+    #[serde(default)]
+    pub activation: crate::encoder::Activation,
+    /// Dropout after each layer but the last.
+    #[serde(default)]
+    pub dropout: f64,
+    /// Whether the last layer has the activation too.
+    #[serde(default = "default_true")]
+    pub final_activation: bool,
+}
+
+fn default_hidden() -> Vec<usize> {
+    vec![128, 128, 128]
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Default for EncoderSpec {
+    fn default() -> Self {
+        Self {
+            hidden: default_hidden(),
+            activation: Default::default(),
+            dropout: 0.0,
+            final_activation: true,
+        }
+    }
+}
+
+impl EncoderSpec {
+    /// The full encoder config for inputs of `input_dim` features.
+    pub fn to_config(&self, input_dim: usize) -> crate::encoder::EncoderConfig {
+        crate::encoder::EncoderConfig::Mlp(crate::encoder::MlpEncoderConfig {
+            input_dim,
+            hidden: self.hidden.clone(),
+            activation: self.activation,
+            final_activation: self.final_activation,
+            dropout: self.dropout,
+        })
+    }
+}
+
+/// The `[model]` section of a run config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// The shared encoder.
+    #[serde(default)]
+    pub encoder: EncoderSpec,
+    /// How embeddings are compared.
+    #[serde(default)]
+    pub distance: crate::distance::Distance,
+}
+
+/// The `[train]` section of a run config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSection {
+    /// Passes over the training pairs.
+    #[serde(default = "default_epochs")]
+    pub epochs: usize,
+    /// Pairs per step.
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    /// Shuffle every epoch.
+    #[serde(default = "default_true")]
+    pub shuffle: bool,
+    /// Seed for weights, splits, pairs, shuffling and dropout.
+    #[serde(default)]
+    pub seed: u64,
+    /// Distance under which a pair counts as similar in the accuracy metric.
+    #[serde(default = "default_threshold")]
+    pub threshold: f32,
+}
+
+fn default_epochs() -> usize {
+    20
+}
+fn default_batch() -> usize {
+    128
+}
+fn default_threshold() -> f32 {
+    0.5
+}
+
+impl Default for TrainSection {
+    fn default() -> Self {
+        Self {
+            epochs: default_epochs(),
+            batch_size: default_batch(),
+            shuffle: true,
+            seed: 0,
+            threshold: default_threshold(),
+        }
+    }
+}
+
+/// A whole training run (`siamese train --config run.toml`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// The data.
+    pub data: DataConfig,
+    /// The network.
+    #[serde(default)]
+    pub model: ModelSection,
+    /// The loss.
+    #[serde(default)]
+    pub loss: ContrastiveLoss,
+    /// The optimizer.
+    #[serde(default)]
+    pub optimizer: OptimizerConfig,
+    /// Training options.
+    #[serde(default)]
+    pub train: TrainSection,
+    /// Model directory to write.
+    #[serde(default = "default_output")]
+    pub output: std::path::PathBuf,
+}
+
+fn default_output() -> std::path::PathBuf {
+    "model".into()
+}
+
+impl RunConfig {
+    /// Parses a run config from TOML text; `origin` names the file in errors. Unknown keys
+    /// are errors.
+    pub fn from_toml(text: &str, origin: &std::path::Path) -> Result<Self> {
+        toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let message = e.message().trim().replace('\n', " ");
+            crate::error::SiameseError::format(
+                origin,
+                match line {
+                    Some(l) => format!("invalid run config at line {l}: {message}"),
+                    None => format!("invalid run config: {message}"),
+                },
+            )
+        })
+    }
+
+    /// Reads a run config file.
+    pub fn load(path: &std::path::Path) -> Result<Self> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| crate::error::SiameseError::io(path, e))?;
+        Self::from_toml(&text, path)
+    }
+
+    /// The model config for inputs of `input_dim` features.
+    pub fn model_config(&self, input_dim: usize) -> ModelConfig {
+        ModelConfig {
+            network: SiameseConfig {
+                encoder: self.model.encoder.to_config(input_dim),
+                distance: self.model.distance,
+            },
+            loss: self.loss,
+            optimizer: self.optimizer.clone(),
+            seed: self.train.seed,
+        }
+    }
+}
+
+/// A commented `run.toml` template (`siamese init`): the MNIST recipe.
+pub const RUN_TEMPLATE: &str = r#"# siamese run config. Every key can also be given as a flag to `siamese train`.
+# Relative data paths that do not exist are looked up under $SIAMESE_DATA_DIR.
+
+output = "mnist-model"           # model directory to write (atomically)
+
+[data]
+source = "mnist"                 # mnist | images | pairs | pair-list
+path = "mnist"                   # file or folder
+image_width = 28                 # images are converted to grayscale, resized, scaled to [0, 1]
+image_height = 28
+invert = false                   # v -> 1 - v (dark strokes on white paper)
+pairing = "keras"                # keras (mnist_siamese scheme) | random
+num_pairs = 10000                # training pairs when pairing = "random"
+positive_ratio = 0.5             # fraction of similar pairs when pairing = "random"
+split = "sample"                 # sample | class (unseen identities at test time)
+test_fraction = 0.2              # held-out test part
+validation_fraction = 0.1        # part of the training samples used for validation
+# limit = 1000                   # use only the first N samples
+# pair_labels = "one-means-similar"   # for pair lists: or "one-means-different"
+
+[model]
+distance = "euclidean"           # euclidean | manhattan | cosine
+
+[model.encoder]
+hidden = [128, 128, 128]         # Dense layer sizes
+activation = "relu"              # relu | tanh | sigmoid | gelu | linear
+dropout = 0.1                    # after every layer but the last
+final_activation = true
+
+[loss]
+margin = 1.0                     # contrastive loss, label 1 = similar
+
+[optimizer]
+type = "rmsprop"                 # rmsprop | adam | sgd
+lr = 0.001
+rho = 0.9
+epsilon = 1e-7
+
+[train]
+epochs = 20
+batch_size = 128
+shuffle = true
+seed = 0
+threshold = 0.5                  # d < threshold => similar, for the accuracy metric
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_parses_to_the_mnist_recipe() {
+        let c = RunConfig::from_toml(RUN_TEMPLATE, std::path::Path::new("run.toml")).unwrap();
+        assert_eq!(c.data.source, DataSource::Mnist);
+        assert_eq!(c.model.encoder.dropout, 0.1);
+        assert_eq!(c.train.batch_size, 128);
+        assert_eq!(c.optimizer, OptimizerConfig::rmsprop());
+        let m = c.model_config(784);
+        assert_eq!(m.network.encoder.input_dim(), 784);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let text = "[data]\nsource = \"mnist\"\npath = \"x\"\nbatch = 3\n";
+        let err = RunConfig::from_toml(text, std::path::Path::new("run.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("run.toml") && err.contains("batch"), "{err}");
+        let err = RunConfig::from_toml(
+            "[data]\nsource = \"floppy\"\npath = \"x\"\n",
+            std::path::Path::new("r.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("floppy"), "{err}");
+    }
+}

@@ -5,6 +5,7 @@
 //! and zero biases. A Siamese network applies **one** encoder instance to both inputs.
 //!
 //! ```
+//! use siamese::burn::module::Module;
 //! use siamese::encoder::{EncoderConfig, MlpEncoderConfig};
 //! use siamese::burn::tensor::{Device, Tensor};
 //!

@@ -93,12 +93,34 @@ pub fn write_dir_atomic(dir: &Path, files: &[(&str, Vec<u8>)]) -> Result<()> {
     result
 }
 
-/// Saves `network` with its `config` (and `extra` entries) as the model directory `dir`.
+/// Writes one file atomically: a temporary sibling, then a rename over `path`.
+pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| {
+            SiameseError::config("output", format!("{} has no file name", path.display()))
+        })?
+        .to_string_lossy()
+        .into_owned();
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let result = fs::write(&tmp, bytes)
+        .and_then(|()| fs::File::open(&tmp)?.sync_all())
+        .and_then(|()| fs::rename(&tmp, path));
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(SiameseError::io(path, e));
+    }
+    Ok(())
+}
+
+/// Saves `network` with its `config` (and `extra` entries, and extra `files` such as
+/// `history.csv`) as the model directory `dir`.
 pub fn save_model(
     dir: &Path,
     config: &ModelConfig,
     network: &SiameseNetwork,
     extra: &Extra,
+    files: &[(&str, Vec<u8>)],
 ) -> Result<()> {
     let file = ConfigFile {
         format: FORMAT.into(),
@@ -115,7 +137,9 @@ pub fn save_model(
     let weights = store
         .get_bytes()
         .map_err(|e| SiameseError::Runtime(format!("cannot serialise the weights: {e}")))?;
-    write_dir_atomic(dir, &[(CONFIG_FILE, json), (WEIGHTS_FILE, weights)])
+    let mut all = vec![(CONFIG_FILE, json), (WEIGHTS_FILE, weights)];
+    all.extend(files.iter().cloned());
+    write_dir_atomic(dir, &all)
 }
 
 /// Reads only the config (and extra entries) of the model directory `dir`.

@@ -30,6 +30,7 @@ pub mod data;
 pub mod distance;
 pub mod encoder;
 pub mod error;
+pub mod eval;
 pub mod io;
 pub mod loss;
 pub mod model;

@@ -207,7 +207,7 @@ impl Siamese {
         let mut lines = vec![
             "Model: \"siamese\"".to_string(),
             format!(
-                "{:<26}{:<20}{:>12}  {}",
+                "{:<30}{:<20}{:>12}  {}",
                 "Layer (type)", "Output Shape", "Param #", "Connected to"
             ),
             "=".repeat(80),
@@ -215,14 +215,14 @@ impl Siamese {
         let dim = enc.input_dim();
         for input in ["input_a", "input_b"] {
             lines.push(format!(
-                "{:<26}{:<20}{:>12}",
+                "{:<30}{:<20}{:>12}",
                 format!("{input} (Input)"),
                 format!("(None, {dim})"),
                 0
             ));
         }
         lines.push(format!(
-            "{:<26}{:<20}{:>12}  {}",
+            "{:<30}{:<20}{:>12}  {}",
             "encoder (shared)",
             format!("(None, {})", enc.output_dim()),
             group(total),
@@ -230,14 +230,14 @@ impl Siamese {
         ));
         for (name, kind, shape, params) in &rows {
             lines.push(format!(
-                "{:<26}{:<20}{:>12}",
+                "{:<30}{:<20}{:>12}",
                 format!("  {name} ({kind})"),
                 shape,
                 group(*params)
             ));
         }
         lines.push(format!(
-            "{:<26}{:<20}{:>12}  {}",
+            "{:<30}{:<20}{:>12}  {}",
             format!("distance ({})", self.config.network.distance.name()),
             "(None, 1)",
             0,
@@ -255,7 +255,19 @@ impl Siamese {
 
     /// Saves the model (config + weights + extra entries) as the directory `dir`, atomically.
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
-        io::save_model(dir.as_ref(), &self.config, &self.network, &self.extra)
+        self.save_with(dir, &[])
+    }
+
+    /// Saves the model as [`Siamese::save`] does, plus extra `files` (name, bytes) in the same
+    /// directory, all in one atomic replacement.
+    pub fn save_with(&self, dir: impl AsRef<Path>, files: &[(&str, Vec<u8>)]) -> Result<()> {
+        io::save_model(
+            dir.as_ref(),
+            &self.config,
+            &self.network,
+            &self.extra,
+            files,
+        )
     }
 
     /// Loads a model directory written by [`Siamese::save`] onto `device`.

@@ -3,7 +3,22 @@
 //! A [`Matrix`] holds `rows × cols` `f32` values row-major: one sample per row. Pairs are two
 //! matrices with the same shape plus one label per row (1 = similar, 0 = dissimilar).
 
+pub mod pairs;
+pub mod prepare;
+
 use crate::error::{Result, SiameseError};
+
+pub mod idx;
+pub mod images;
+pub mod info;
+pub mod npy;
+pub mod pairlist;
+pub mod table;
+pub mod text;
+
+pub use images::{ImageOptions, LabelledSamples};
+pub use pairlist::LabelConvention;
+pub use text::TextPair;
 
 /// A dense row-major `f32` matrix: `rows` samples of `cols` features.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,0 +1,343 @@
+//! From a `[data]` config to train / validation / test pairs.
+//!
+//! ```text
+//! source ──load──▶ samples + class labels ──split (by sample | by class)──▶ train/val/test
+//!        ──pairs (keras | random)──▶ Pairs for each part
+//! ready-made pairs ──split by pair──▶ train/val/test
+//! ```
+//!
+//! Test and validation parts are split off before any pair is built, so no sample is shared
+//! between parts.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{DataConfig, DataSource, PairLabels, Pairing, SplitBy};
+use crate::data::images::ImageOptions;
+use crate::data::pairs::{self, IndexPair};
+use crate::data::{LabelledSamples, Matrix};
+use crate::error::{Result, SiameseError};
+use crate::train::Pairs;
+
+/// Environment variable naming the folder where named datasets are looked up.
+pub const DATA_DIR_VAR: &str = "SIAMESE_DATA_DIR";
+
+/// `path` itself if it exists, else `$SIAMESE_DATA_DIR/path`; an error names both places.
+pub fn resolve_data_path(path: &Path) -> Result<PathBuf> {
+    if path.exists() {
+        return Ok(path.to_path_buf());
+    }
+    if path.is_relative()
+        && let Some(dir) = std::env::var_os(DATA_DIR_VAR)
+    {
+        let candidate = Path::new(&dir).join(path);
+        if candidate.exists() {
+            return Ok(candidate);
+        }
+        return Err(SiameseError::io(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("not found (nor as {})", candidate.display()),
+            ),
+        ));
+    }
+    Err(SiameseError::io(
+        path,
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("not found (set {DATA_DIR_VAR} to look up named datasets)"),
+        ),
+    ))
+}
+
+/// How raw inputs were turned into feature vectors; saved with a model so that `predict` and
+/// `embed` on new images preprocess them the same way.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Preprocessing {
+    /// The source kind the model was trained on.
+    pub source: DataSource,
+    /// Image preprocessing, for image sources.
+    pub image: Option<ImageOptions>,
+}
+
+/// Pairs ready for training and evaluation.
+#[derive(Debug, Clone)]
+pub struct PreparedData {
+    /// Training pairs.
+    pub train: Pairs,
+    /// Validation pairs, when `validation_fraction > 0`.
+    pub validation: Option<Pairs>,
+    /// Held-out test pairs.
+    pub test: Pairs,
+    /// Features per sample.
+    pub input_dim: usize,
+    /// How samples were preprocessed.
+    pub preprocessing: Preprocessing,
+    /// One line per part: how many samples/classes/pairs went where.
+    pub description: Vec<String>,
+}
+
+fn image_options(c: &DataConfig) -> ImageOptions {
+    ImageOptions {
+        width: c.image_width,
+        height: c.image_height,
+        invert: c.invert,
+    }
+}
+
+/// Loads, splits and pairs the data described by `config`, deterministically for `seed`.
+pub fn prepare(config: &DataConfig, seed: u64) -> Result<PreparedData> {
+    let path = resolve_data_path(&config.path)?;
+    match config.source {
+        DataSource::Mnist | DataSource::Images => {
+            let (samples, image) = if config.source == DataSource::Mnist {
+                (crate::data::idx::load_mnist(&path)?, None)
+            } else {
+                let opts = image_options(config);
+                (
+                    crate::data::images::load_image_folder(&path, &opts)?,
+                    Some(opts),
+                )
+            };
+            let samples = limit(samples, config.limit);
+            from_samples(
+                config,
+                samples,
+                seed,
+                Preprocessing {
+                    source: config.source,
+                    image,
+                },
+            )
+        }
+        DataSource::Pairs => {
+            let all = crate::data::npy::read_pairs(&path)?;
+            from_pairs(
+                config,
+                all,
+                seed,
+                Preprocessing {
+                    source: config.source,
+                    image: None,
+                },
+            )
+        }
+        DataSource::PairList => {
+            let convention = match config.pair_labels {
+                PairLabels::OneMeansSimilar => {
+                    crate::data::pairlist::LabelConvention::OneMeansSimilar
+                }
+                PairLabels::OneMeansDifferent => {
+                    crate::data::pairlist::LabelConvention::OneMeansDifferent
+                }
+            };
+            let list = crate::data::pairlist::read_pair_list_with(&path, convention)?;
+            let opts = image_options(config);
+            let all = crate::data::pairlist::load_pair_images(&list, &opts)?;
+            from_pairs(
+                config,
+                all,
+                seed,
+                Preprocessing {
+                    source: config.source,
+                    image: Some(opts),
+                },
+            )
+        }
+    }
+}
+
+fn limit(s: LabelledSamples, limit: Option<usize>) -> LabelledSamples {
+    match limit {
+        Some(n) if n < s.samples.rows() => {
+            let idx: Vec<usize> = (0..n).collect();
+            subset(&s, &idx)
+        }
+        _ => s,
+    }
+}
+
+fn subset(s: &LabelledSamples, idx: &[usize]) -> LabelledSamples {
+    LabelledSamples {
+        samples: s.samples.select_rows(idx),
+        labels: idx.iter().map(|&i| s.labels[i]).collect(),
+        class_names: s.class_names.clone(),
+        paths: if s.paths.is_empty() {
+            Vec::new()
+        } else {
+            idx.iter().map(|&i| s.paths[i].clone()).collect()
+        },
+        image_size: s.image_size,
+    }
+}
+
+fn split(
+    config: &DataConfig,
+    labels: &[usize],
+    fraction: f64,
+    seed: u64,
+) -> Result<(Vec<usize>, Vec<usize>)> {
+    match config.split {
+        SplitBy::Sample => pairs::split_by_sample(labels, fraction, seed),
+        SplitBy::Class => pairs::split_by_class(labels, fraction, seed),
+    }
+}
+
+fn build_pairs(
+    config: &DataConfig,
+    s: &LabelledSamples,
+    n_pairs: usize,
+    seed: u64,
+) -> Result<Vec<IndexPair>> {
+    match config.pairing {
+        Pairing::Keras => pairs::keras_pairs(&s.labels, Some(&s.class_names), seed),
+        Pairing::Random => pairs::random_pairs(&s.labels, n_pairs, config.positive_ratio, seed),
+    }
+}
+
+fn count_classes(labels: &[usize]) -> usize {
+    let mut seen: Vec<usize> = labels.to_vec();
+    seen.sort_unstable();
+    seen.dedup();
+    seen.len()
+}
+
+fn from_samples(
+    config: &DataConfig,
+    all: LabelledSamples,
+    seed: u64,
+    preprocessing: Preprocessing,
+) -> Result<PreparedData> {
+    if all.samples.rows() == 0 {
+        return Err(SiameseError::Empty(format!(
+            "{} holds no samples",
+            config.path.display()
+        )));
+    }
+    all.samples
+        .check_finite(&config.path.display().to_string())?;
+    let (train_idx, test_idx) = split(config, &all.labels, config.test_fraction, seed)?;
+    let train_all = subset(&all, &train_idx);
+    let test = subset(&all, &test_idx);
+    let (train, val) = if config.validation_fraction > 0.0 {
+        let (t, v) = split(
+            config,
+            &train_all.labels,
+            config.validation_fraction,
+            seed.wrapping_add(1),
+        )?;
+        (subset(&train_all, &t), Some(subset(&train_all, &v)))
+    } else {
+        (train_all, None)
+    };
+    // Random pairing: held-out parts get pairs in proportion to their samples.
+    let share = |s: &LabelledSamples| {
+        let ratio = s.samples.rows() as f64 / train.samples.rows().max(1) as f64;
+        ((config.num_pairs as f64 * ratio).round() as usize).max(1)
+    };
+    let train_pairs = build_pairs(config, &train, config.num_pairs, seed.wrapping_add(10))?;
+    let test_pairs = build_pairs(config, &test, share(&test), seed.wrapping_add(11))?;
+    let val_pairs = match &val {
+        Some(v) => Some(build_pairs(config, v, share(v), seed.wrapping_add(12))?),
+        None => None,
+    };
+    let describe = |name: &str, s: &LabelledSamples, p: &[IndexPair]| {
+        format!(
+            "{name}: {} samples of {} classes → {} pairs ({} similar)",
+            s.samples.rows(),
+            count_classes(&s.labels),
+            p.len(),
+            p.iter().filter(|p| p.label == 1.0).count()
+        )
+    };
+    let mut description = vec![describe("train", &train, &train_pairs)];
+    if let (Some(v), Some(p)) = (&val, &val_pairs) {
+        description.push(describe("validation", v, p));
+    }
+    description.push(describe("test", &test, &test_pairs));
+    Ok(PreparedData {
+        train: pairs::materialize(&train.samples, &train_pairs),
+        validation: match (&val, &val_pairs) {
+            (Some(v), Some(p)) => Some(pairs::materialize(&v.samples, p)),
+            _ => None,
+        },
+        test: pairs::materialize(&test.samples, &test_pairs),
+        input_dim: all.samples.cols(),
+        preprocessing,
+        description,
+    })
+}
+
+fn from_pairs(
+    config: &DataConfig,
+    all: Pairs,
+    seed: u64,
+    preprocessing: Preprocessing,
+) -> Result<PreparedData> {
+    let n = all.labels.len();
+    if n == 0 {
+        return Err(SiameseError::Empty(format!(
+            "{} holds no pairs",
+            config.path.display()
+        )));
+    }
+    let (train_idx, test_idx) = pairs::split_indices(n, config.test_fraction, seed)?;
+    let (train_idx, val_idx) = if config.validation_fraction > 0.0 {
+        let (t, v) = pairs::split_indices(
+            train_idx.len(),
+            config.validation_fraction,
+            seed.wrapping_add(1),
+        )?;
+        (
+            t.iter().map(|&i| train_idx[i]).collect::<Vec<_>>(),
+            Some(v.iter().map(|&i| train_idx[i]).collect::<Vec<_>>()),
+        )
+    } else {
+        (train_idx, None)
+    };
+    let describe = |name: &str, idx: &[usize]| {
+        format!(
+            "{name}: {} pairs ({} similar), split by pair",
+            idx.len(),
+            idx.iter().filter(|&&i| all.labels[i] >= 0.5).count()
+        )
+    };
+    let mut description = vec![describe("train", &train_idx)];
+    if let Some(v) = &val_idx {
+        description.push(describe("validation", v));
+    }
+    description.push(describe("test", &test_idx));
+    Ok(PreparedData {
+        train: all.select(&train_idx),
+        validation: val_idx.map(|v| all.select(&v)),
+        test: all.select(&test_idx),
+        input_dim: all.a.cols(),
+        preprocessing,
+        description,
+    })
+}
+
+/// Loads inputs for `predict` / `embed`: a matrix file (`.npy`, `.csv`), or an image file or
+/// folder of images (preprocessed as the model's training images). Returns the matrix and, for
+/// images, the path of each row.
+pub fn load_inputs(
+    path: &Path,
+    preprocessing: Option<&Preprocessing>,
+) -> Result<(Matrix, Vec<PathBuf>)> {
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    if matches!(ext.as_str(), "npy" | "csv" | "txt") {
+        return Ok((crate::data::table::read_matrix_any(path)?, Vec::new()));
+    }
+    match preprocessing.and_then(|p| p.image.as_ref()) {
+        Some(opts) => crate::data::images::load_images_recursive(path, opts),
+        None => Err(SiameseError::invalid(
+            path.display().to_string(),
+            "expected a .npy or .csv matrix (this model was not trained on images)",
+        )),
+    }
+}

@@ -1,0 +1,424 @@
+//! The `siamese` binary: happy paths and every malformed input named by the data/CLI issue.
+//! Each bad case must print one `error:` line naming the file or field, exit with 2, and
+//! leave no model directory behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use siamese::data::Matrix;
+use siamese::data::npy::write_matrix;
+
+fn siamese(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_siamese"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("SIAMESE_DATA_DIR")
+        .output()
+        .expect("the binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts a clean input error: exit code 2 and one `error:` line containing every `needle`.
+fn assert_input_error(o: &Output, needles: &[&str]) {
+    let err = stderr(o);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "stderr: {err}\nstdout: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one error line expected, got: {err}");
+    assert!(lines[0].starts_with("error:"), "{err}");
+    for n in needles {
+        assert!(lines[0].contains(n), "`{n}` missing from: {err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// Writes a raw .npy file with the given header dict and payload.
+fn raw_npy(path: &Path, descr: &str, shape: &str, payload: &[u8]) {
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(payload);
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// A labelled-pairs folder (a.npy, b.npy, labels.npy) of `n` pairs of `dim` features from two
+/// well-separated classes.
+fn pairs_dir(root: &Path, name: &str, n: usize, dim: usize) -> PathBuf {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let task = siamese::synthetic::ClassTask::new(3, dim, 0.2, 1);
+    let (a, b, y) = task.pairs(n, 2);
+    write_matrix(&dir.join("a.npy"), &a).unwrap();
+    write_matrix(&dir.join("b.npy"), &b).unwrap();
+    write_matrix(&dir.join("labels.npy"), &Matrix::new(n, 1, y).unwrap()).unwrap();
+    dir
+}
+
+fn train_pairs(dir: &Path, data: &Path, out: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "train",
+        "--source",
+        "pairs",
+        "--data",
+        data.to_str().unwrap(),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--output",
+        out,
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    siamese(&args, dir)
+}
+
+#[test]
+fn train_predict_evaluate_embed_round_trip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let data = pairs_dir(dir, "pairs", 200, 8);
+    let o = train_pairs(dir, &data, "model", &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("Total params") && out.contains("test:"),
+        "{out}"
+    );
+    for f in ["config.json", "model.safetensors", "history.csv"] {
+        assert!(dir.join("model").join(f).exists(), "{f}");
+    }
+    let history = std::fs::read_to_string(dir.join("model/history.csv")).unwrap();
+    assert_eq!(history.lines().count(), 3, "{history}");
+
+    let o = siamese(
+        &[
+            "predict",
+            "--model",
+            "model",
+            "--a",
+            "pairs/a.npy",
+            "--b",
+            "pairs/b.npy",
+        ],
+        dir,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 200);
+    let o = siamese(
+        &[
+            "predict",
+            "--model",
+            "model",
+            "--a",
+            "pairs/a.npy",
+            "--b",
+            "pairs/b.npy",
+            "--out",
+            "d.npy",
+        ],
+        dir,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let d = siamese::data::npy::read_matrix(&dir.join("d.npy")).unwrap();
+    assert_eq!(d.shape(), [200, 1]);
+    let o = siamese(
+        &[
+            "predict",
+            "--model",
+            "model",
+            "--a",
+            "pairs/a.npy",
+            "--b",
+            "pairs/b.npy",
+            "--out",
+            "d.csv",
+        ],
+        dir,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let o = siamese(&["evaluate", "--model", "model", "--data", "pairs"], dir);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("accuracy"));
+
+    let o = siamese(
+        &[
+            "embed",
+            "--model",
+            "model",
+            "--input",
+            "pairs/a.npy",
+            "--out",
+            "e.npy",
+        ],
+        dir,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let e = siamese::data::npy::read_matrix(&dir.join("e.npy")).unwrap();
+    assert_eq!(e.shape(), [200, 128]);
+
+    let o = siamese(&["summary", "--model", "model"], dir);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("Total params: 34,176"));
+}
+
+#[test]
+fn init_writes_a_template_that_train_accepts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = siamese(&["init", "run.toml"], tmp.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(tmp.path().join("run.toml")).unwrap();
+    siamese::config::RunConfig::from_toml(&text, Path::new("run.toml")).unwrap();
+    // Refuses to overwrite.
+    assert_input_error(
+        &siamese(&["init", "run.toml"], tmp.path()),
+        &["run.toml", "--force"],
+    );
+}
+
+#[test]
+fn missing_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = train_pairs(tmp.path(), Path::new("nowhere"), "model", &[]);
+    assert_input_error(&o, &["nowhere"]);
+    assert!(!tmp.path().join("model").exists());
+    let o = siamese(
+        &[
+            "predict", "--model", "nomodel", "--a", "x.npy", "--b", "y.npy",
+        ],
+        tmp.path(),
+    );
+    assert_input_error(&o, &["nomodel"]);
+}
+
+#[test]
+fn wrong_dtype() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = pairs_dir(tmp.path(), "pairs", 20, 4);
+    raw_npy(&data.join("a.npy"), "<c8", "(20, 4)", &[0u8; 20 * 4 * 8]);
+    let o = train_pairs(tmp.path(), &data, "model", &[]);
+    assert_input_error(&o, &["a.npy", "c8"]);
+    assert!(!tmp.path().join("model").exists());
+}
+
+#[test]
+fn shape_mismatch_between_a_and_b() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = pairs_dir(tmp.path(), "pairs", 20, 4);
+    write_matrix(&data.join("b.npy"), &Matrix::zeros(20, 5)).unwrap();
+    assert_input_error(
+        &train_pairs(tmp.path(), &data, "model", &[]),
+        &["b.npy", "[20, 5]"],
+    );
+    assert!(!tmp.path().join("model").exists());
+}
+
+#[test]
+fn label_count_mismatch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = pairs_dir(tmp.path(), "pairs", 20, 4);
+    write_matrix(&data.join("labels.npy"), &Matrix::zeros(19, 1)).unwrap();
+    assert_input_error(
+        &train_pairs(tmp.path(), &data, "model", &[]),
+        &["labels", "19"],
+    );
+}
+
+#[test]
+fn labels_outside_unit_interval() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = pairs_dir(tmp.path(), "pairs", 20, 4);
+    let mut y = vec![0.0; 20];
+    y[7] = 3.0;
+    write_matrix(&data.join("labels.npy"), &Matrix::new(20, 1, y).unwrap()).unwrap();
+    assert_input_error(
+        &train_pairs(tmp.path(), &data, "model", &[]),
+        &["labels.npy", "label 7 is 3"],
+    );
+}
+
+#[test]
+fn nan_or_inf_in_inputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = pairs_dir(tmp.path(), "pairs", 20, 4);
+    let mut v = vec![0.5; 80];
+    v[9] = f32::NAN;
+    write_matrix(&data.join("a.npy"), &Matrix::new(20, 4, v).unwrap()).unwrap();
+    assert_input_error(
+        &train_pairs(tmp.path(), &data, "model", &[]),
+        &["a.npy", "row 2, column 1"],
+    );
+}
+
+#[test]
+fn empty_dataset() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("faces")).unwrap();
+    let o = siamese(
+        &[
+            "train", "--source", "images", "--data", "faces", "--output", "model", "--quiet",
+        ],
+        tmp.path(),
+    );
+    assert_input_error(&o, &["faces"]);
+    assert!(!tmp.path().join("model").exists());
+}
+
+fn write_png(path: &Path, seed: u8) {
+    let img = image::GrayImage::from_fn(8, 8, |x, y| {
+        image::Luma([(x as u8 * 16).wrapping_add(y as u8 * seed)])
+    });
+    img.save(path).unwrap();
+}
+
+#[test]
+fn class_with_a_single_sample() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (class, n) in [("alice", 3), ("bob", 3), ("carol", 1)] {
+        let d = tmp.path().join("faces").join(class);
+        std::fs::create_dir_all(&d).unwrap();
+        for i in 0..n {
+            write_png(&d.join(format!("{i}.png")), i as u8 + 1);
+        }
+    }
+    let o = siamese(
+        &[
+            "train",
+            "--source",
+            "images",
+            "--data",
+            "faces",
+            "--image-size",
+            "8x8",
+            "--split",
+            "sample",
+            "--test-fraction",
+            "0.34",
+            "--validation-fraction",
+            "0.0",
+            "--output",
+            "model",
+            "--quiet",
+        ],
+        tmp.path(),
+    );
+    assert_input_error(&o, &["`carol`", "single sample"]);
+    assert!(!tmp.path().join("model").exists());
+}
+
+#[test]
+fn corrupt_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    for class in ["alice", "bob"] {
+        let d = tmp.path().join("faces").join(class);
+        std::fs::create_dir_all(&d).unwrap();
+        for i in 0..3 {
+            write_png(&d.join(format!("{i}.png")), i as u8 + 1);
+        }
+    }
+    let bad = tmp.path().join("faces/bob/1.png");
+    let bytes = std::fs::read(&bad).unwrap();
+    std::fs::write(&bad, &bytes[..bytes.len() / 2]).unwrap();
+    let o = siamese(
+        &[
+            "train",
+            "--source",
+            "images",
+            "--data",
+            "faces",
+            "--image-size",
+            "8x8",
+            "--output",
+            "model",
+            "--quiet",
+        ],
+        tmp.path(),
+    );
+    assert_input_error(&o, &["1.png"]);
+    assert!(!tmp.path().join("model").exists());
+}
+
+#[test]
+fn truncated_npy_and_idx() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = pairs_dir(tmp.path(), "pairs", 20, 4);
+    let bytes = std::fs::read(data.join("a.npy")).unwrap();
+    std::fs::write(data.join("a.npy"), &bytes[..bytes.len() - 7]).unwrap();
+    assert_input_error(
+        &train_pairs(tmp.path(), &data, "model", &[]),
+        &["a.npy", "truncated"],
+    );
+
+    let mnist = tmp.path().join("mnist");
+    std::fs::create_dir(&mnist).unwrap();
+    let mut images = vec![0, 0, 8, 3, 0, 0, 0, 10, 0, 0, 0, 28, 0, 0, 0, 28];
+    images.extend(vec![7u8; 28 * 28 * 3]); // 3 of the 10 images announced
+    std::fs::write(mnist.join("t10k-images-idx3-ubyte"), images).unwrap();
+    let mut labels = vec![0, 0, 8, 1, 0, 0, 0, 10];
+    labels.extend(0..10u8);
+    std::fs::write(mnist.join("t10k-labels-idx1-ubyte"), labels).unwrap();
+    let o = siamese(
+        &[
+            "train", "--source", "mnist", "--data", "mnist", "--output", "model", "--quiet",
+        ],
+        tmp.path(),
+    );
+    assert_input_error(&o, &["t10k-images-idx3-ubyte", "truncated"]);
+    assert!(!tmp.path().join("model").exists());
+}
+
+#[test]
+fn unknown_config_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("run.toml"),
+        "[data]\nsource = \"pairs\"\npath = \"p\"\n\n[train]\nepochz = 3\n",
+    )
+    .unwrap();
+    let o = siamese(&["train", "--config", "run.toml"], tmp.path());
+    assert_input_error(&o, &["run.toml", "epochz"]);
+}
+
+#[test]
+fn input_dim_not_matching_a_loaded_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = pairs_dir(tmp.path(), "pairs", 40, 8);
+    let o = train_pairs(tmp.path(), &data, "model", &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    write_matrix(&tmp.path().join("x.npy"), &Matrix::zeros(3, 5)).unwrap();
+    let o = siamese(
+        &[
+            "predict", "--model", "model", "--a", "x.npy", "--b", "x.npy",
+        ],
+        tmp.path(),
+    );
+    assert_input_error(&o, &["x.npy", "8 features", "5 features"]);
+    let o = siamese(
+        &[
+            "embed", "--model", "model", "--input", "x.npy", "--out", "e.npy",
+        ],
+        tmp.path(),
+    );
+    assert_input_error(&o, &["x.npy", "8 features"]);
+}
+
+#[test]
+fn bad_flags_are_usage_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = siamese(&["train", "--image-size", "12"], tmp.path());
+    assert_eq!(o.status.code(), Some(2));
+    let o = siamese(&["train", "--output", "m"], tmp.path());
+    assert_input_error(&o, &["--source"]);
+}

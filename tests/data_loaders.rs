@@ -1,0 +1,263 @@
+//! Loads every real dataset under `$SIAMESE_DATA_DIR` and checks the counts stated in each
+//! folder's `SOURCE.md`. Without the variable (or the folder) each test prints why and passes.
+//!
+//! Images are loaded at 32×32 (or smaller) so the whole file runs in seconds.
+
+use std::path::PathBuf;
+
+use siamese::data::images::{ImageOptions, load_image_folder, load_images_recursive};
+use siamese::data::info::describe;
+use siamese::data::pairlist::{
+    LabelConvention, load_pair_images, read_pair_list, read_pair_list_with,
+};
+use siamese::data::{idx, text};
+
+/// `$SIAMESE_DATA_DIR/<name>` if it exists, else `None` (after saying so).
+fn dataset(name: &str) -> Option<PathBuf> {
+    let Some(root) = std::env::var_os("SIAMESE_DATA_DIR") else {
+        println!("skipping: SIAMESE_DATA_DIR not set");
+        return None;
+    };
+    let path = PathBuf::from(root).join(name);
+    if !path.exists() {
+        println!(
+            "skipping: SIAMESE_DATA_DIR not set ({} is missing)",
+            path.display()
+        );
+        return None;
+    }
+    Some(path)
+}
+
+fn opts(side: usize) -> ImageOptions {
+    ImageOptions::new(side, side)
+}
+
+#[test]
+fn att_faces_40_subjects_of_10() {
+    let Some(dir) = dataset("att_faces") else {
+        return;
+    };
+    // Native size first: 92×112 gives the pixels unchanged.
+    let native = load_image_folder(
+        &dir,
+        &ImageOptions {
+            width: 92,
+            height: 112,
+            invert: false,
+        },
+    )
+    .unwrap();
+    assert_eq!(native.num_classes(), 40);
+    assert_eq!(native.samples_per_class(), vec![10; 40]);
+    assert_eq!(native.samples.shape(), [400, 92 * 112]);
+    assert_eq!(native.class_names[0], "s1");
+    assert_eq!(native.class_names[1], "s2");
+    assert_eq!(native.class_names[39], "s40");
+    assert!(native.paths[0].ends_with("s1/1.pgm"));
+    assert!(native.paths[1].ends_with("s1/2.pgm"));
+    let (lo, hi) = native
+        .samples
+        .as_slice()
+        .iter()
+        .fold((1.0f32, 0.0f32), |(l, h), &v| (l.min(v), h.max(v)));
+    assert!(
+        (0.0..=1.0).contains(&lo) && hi <= 1.0 && hi > 0.5,
+        "{lo}..{hi}"
+    );
+    let info = describe(&dir).unwrap();
+    assert!(info.contains("40 classes, 400 images"), "{info}");
+    assert!(info.contains("92×112 (400)"), "{info}");
+    println!("{info}");
+}
+
+#[test]
+fn yale_faces_15_subjects_164_images() {
+    let Some(dir) = dataset("yale_faces") else {
+        return;
+    };
+    let ds = load_image_folder(&dir, &opts(32)).unwrap();
+    assert_eq!(ds.num_classes(), 15);
+    assert_eq!(ds.samples.shape(), [164, 32 * 32]);
+    let mut expect = vec![11; 15];
+    expect[0] = 10; // subject01.centerlight is missing
+    assert_eq!(ds.samples_per_class(), expect);
+    assert_eq!(ds.class_names[0], "subject01");
+    assert_eq!(ds.class_names[14], "subject15");
+    let info = describe(&dir).unwrap();
+    assert!(
+        info.contains("15 classes, 164 images") && info.contains("320×243 (164)"),
+        "{info}"
+    );
+    assert!(info.contains("GIF (164)"), "{info}");
+    println!("{info}");
+}
+
+#[test]
+fn mnist_test_set() {
+    let Some(dir) = dataset("mnist") else { return };
+    let ds = idx::load_mnist(&dir).unwrap();
+    assert_eq!(ds.samples.shape(), [10_000, 784]);
+    assert_eq!(ds.image_size, Some((28, 28)));
+    assert_eq!(
+        ds.samples_per_class(),
+        vec![980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    );
+    assert_eq!(&ds.labels[..10], &[7, 2, 1, 0, 4, 1, 4, 9, 5, 9]);
+    let train = idx::read_idx_labels(&dir.join("train-labels-idx1-ubyte.gz")).unwrap();
+    assert_eq!(train.len(), 60_000);
+    assert_eq!(train.iter().filter(|&&l| l == 1).count(), 6742);
+    let max = ds.samples.as_slice().iter().cloned().fold(0.0f32, f32::max);
+    assert_eq!(max, 1.0);
+    let info = describe(&dir).unwrap();
+    assert!(
+        info.contains("10000 images of 28×28") && info.contains("1:1135"),
+        "{info}"
+    );
+    println!("{info}");
+}
+
+#[test]
+fn omniglot_small1() {
+    let Some(dir) = dataset("omniglot") else {
+        return;
+    };
+    let split = dir.join("images_background_small1");
+    let ds = load_image_folder(
+        &split,
+        &ImageOptions {
+            width: 28,
+            height: 28,
+            invert: true,
+        },
+    )
+    .unwrap();
+    assert_eq!(ds.num_classes(), 136);
+    assert_eq!(ds.samples.shape(), [2720, 28 * 28]);
+    assert_eq!(ds.samples_per_class(), vec![20; 136]);
+    assert!(ds.class_names.iter().all(|c| c.contains("/character")));
+    assert!(ds.class_names.iter().any(|c| c == "Latin/character01"));
+    // Inverted: ink (black strokes on white) is high, background low.
+    let mean = ds.samples.as_slice().iter().sum::<f32>() / ds.samples.as_slice().len() as f32;
+    assert!(mean < 0.5, "mean {mean}");
+    let info = describe(&split).unwrap();
+    assert!(
+        info.contains("136 classes, 2720 images") && info.contains("105×105 (2720)"),
+        "{info}"
+    );
+    println!("{info}");
+}
+
+#[test]
+fn signatures_folder_and_pairs() {
+    let Some(dir) = dataset("signatures_sigcomp2011_dutch") else {
+        return;
+    };
+    let o = ImageOptions {
+        width: 32,
+        height: 16,
+        invert: true,
+    };
+    let ds = load_image_folder(&dir, &o).unwrap();
+    assert_eq!(ds.num_classes(), 16);
+    assert_eq!(ds.samples.rows(), 200);
+    let count = |name: &str| {
+        let i = ds.class_names.iter().position(|c| c == name).unwrap();
+        ds.samples_per_class()[i]
+    };
+    let genuine: usize = (49..=56).map(|w| count(&format!("0{w}"))).sum();
+    let forged: usize = (49..=56).map(|w| count(&format!("0{w}_forg"))).sum();
+    assert_eq!((genuine, forged), (96, 104));
+    assert_eq!(count("054_forg"), 20);
+
+    let csv = dir.join("test_pairs_subset.csv");
+    let raw = read_pair_list(&csv).unwrap();
+    assert_eq!(raw.len(), 2304);
+    assert_eq!(raw.iter().filter(|e| e.2 == 1.0).count(), 1248);
+    assert!(raw.iter().all(|e| e.0.is_file() && e.1.is_file()));
+    // In the file 1 = forgery; in ours 1 = similar (both genuine).
+    let ours = read_pair_list_with(&csv, LabelConvention::OneMeansDifferent).unwrap();
+    assert_eq!(ours.iter().filter(|e| e.2 == 1.0).count(), 1056);
+    assert!(ours.iter().filter(|e| e.2 == 0.0).all(|e| {
+        e.1.parent()
+            .is_some_and(|p| p.to_string_lossy().ends_with("_forg"))
+    }));
+    let pairs = load_pair_images(&ours, &o).unwrap();
+    assert_eq!(pairs.a.shape(), [2304, 32 * 16]);
+    assert_eq!(pairs.b.shape(), [2304, 32 * 16]);
+    assert_eq!(pairs.labels.iter().sum::<f32>(), 1056.0);
+
+    let info = describe(&dir).unwrap();
+    assert!(info.contains("16 classes, 200 images"), "{info}");
+    assert!(
+        info.contains("2304 pairs, label 1: 1248, label 0: 1056"),
+        "{info}"
+    );
+    println!("{info}");
+}
+
+#[test]
+fn embed_inputs_any_depth() {
+    let Some(dir) = dataset("att_faces") else {
+        return;
+    };
+    let (m, paths) = load_images_recursive(&dir.join("s7"), &opts(16)).unwrap();
+    assert_eq!(m.shape(), [10, 256]);
+    assert!(paths[9].ends_with("10.pgm"));
+    let (m, _) = load_images_recursive(&dir.join("s7/1.pgm"), &opts(16)).unwrap();
+    assert_eq!(m.shape(), [1, 256]);
+}
+
+#[test]
+fn sts_benchmark_counts() {
+    let Some(dir) = dataset("sts_benchmark") else {
+        return;
+    };
+    for (file, n) in [
+        ("sts-train.csv", 5749),
+        ("sts-dev.csv", 1500),
+        ("sts-test.csv", 1379),
+    ] {
+        let pairs = text::read_stsb(&dir.join(file)).unwrap();
+        assert_eq!(pairs.len(), n, "{file}");
+        assert!(
+            pairs.iter().all(|p| (0.0..=5.0).contains(&p.score)),
+            "{file}"
+        );
+        assert!(
+            pairs.iter().all(|p| !p.a.is_empty() && !p.b.is_empty()),
+            "{file}"
+        );
+        let info = describe(&dir.join(file)).unwrap();
+        assert!(info.contains(&format!("{n} pairs")), "{info}");
+        print!("{info}");
+    }
+    let first = &text::read_stsb(&dir.join("sts-train.csv")).unwrap()[0];
+    assert_eq!(first.a, "A plane is taking off.");
+    assert_eq!(first.b, "An air plane is taking off.");
+    assert_eq!(first.score, 5.0);
+}
+
+#[test]
+fn sick_counts_and_splits() {
+    let Some(dir) = dataset("sick") else { return };
+    let path = dir.join("SICK.txt");
+    let all = text::read_sick(&path, None).unwrap();
+    assert_eq!(all.len(), 9840);
+    assert!(all.iter().all(|p| (1.0..=5.0).contains(&p.score)));
+    for (split, n) in [("TRAIN", 4439), ("TRIAL", 495), ("TEST", 4906)] {
+        assert_eq!(
+            text::read_sick(&path, Some(split)).unwrap().len(),
+            n,
+            "{split}"
+        );
+    }
+    assert_eq!(all[0].score, 4.5);
+    assert!(all[0].a.starts_with("A group of kids"));
+    let info = describe(&path).unwrap();
+    assert!(
+        info.contains("9840 pairs") && info.contains("TRAIN 4439, TRIAL 495, TEST 4906"),
+        "{info}"
+    );
+    print!("{info}");
+}
