@@ -23,7 +23,9 @@ use crate::data::prepare::{self, Preprocessing};
 use crate::distance::Distance;
 use crate::encoder::Activation;
 use crate::error::{Result, SiameseError};
+use crate::eval::Objective;
 use crate::model::Siamese;
+use crate::report::{self, VerificationReport};
 use crate::train::{FitOptions, Validation};
 use burn::tensor::Device;
 
@@ -64,22 +66,13 @@ pub enum Command {
         /// Write distances to a .csv or .npy file instead of stdout.
         #[arg(long)]
         out: Option<PathBuf>,
-    },
-    /// Loss and pair accuracy of a model on labelled pairs.
-    Evaluate {
-        /// Model directory.
+        /// Also print `same` / `different` using the model's calibrated threshold.
         #[arg(long)]
-        model: PathBuf,
-        /// Pairs: a folder with a.npy, b.npy, labels.npy, or an .npz, or a pair-list CSV.
-        #[arg(long)]
-        data: PathBuf,
-        /// Distance under which a pair counts as similar.
-        #[arg(long, default_value_t = 0.5)]
-        threshold: f32,
-        /// Label convention of a pair-list CSV.
-        #[arg(long, value_enum, default_value = "one-means-similar")]
-        pair_labels: PairLabels,
+        decide: bool,
     },
+    /// Verification metrics (accuracy, precision, recall, F1, FAR/FRR, ROC AUC, EER,
+    /// one-shot) with report.json and PNG plots.
+    Evaluate(Box<EvaluateArgs>),
     /// Embeddings of inputs.
     Embed {
         /// Model directory.
@@ -107,6 +100,37 @@ pub enum Command {
         #[arg(long, default_value_t = 100)]
         input_dim: usize,
     },
+}
+
+/// Flags of `siamese evaluate`.
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// Model directory.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Labelled pairs: a folder with a.npy, b.npy, labels.npy, an .npz, or a pair-list CSV.
+    /// Without it, the held-out test part of the model's own training run is rebuilt (same
+    /// data, split and seed) and evaluated.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Decision threshold; default: the one calibrated on validation pairs at training.
+    #[arg(long)]
+    pub threshold: Option<f32>,
+    /// Label convention of a pair-list CSV.
+    #[arg(long, value_enum, default_value = "one-means-similar")]
+    pub pair_labels: PairLabels,
+    /// Also run N-way one-shot trials on the test samples (Koch et al. protocol).
+    #[arg(long)]
+    pub one_shot: Option<usize>,
+    /// Number of one-shot trials.
+    #[arg(long, default_value_t = 400)]
+    pub trials: usize,
+    /// Folder for report.json and the plots (default: MODEL/eval).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Skip the PNG plots.
+    #[arg(long)]
+    pub no_plots: bool,
 }
 
 /// `siamese data …`.
@@ -243,13 +267,14 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Init { path, force } => init(&path, force),
         Command::Train(args) => train(*args),
-        Command::Predict { model, a, b, out } => predict(&model, &a, &b, out.as_deref()),
-        Command::Evaluate {
+        Command::Predict {
             model,
-            data,
-            threshold,
-            pair_labels,
-        } => evaluate(&model, &data, threshold, pair_labels),
+            a,
+            b,
+            out,
+            decide,
+        } => predict(&model, &a, &b, out.as_deref(), decide),
+        Command::Evaluate(args) => evaluate(&args),
         Command::Embed { model, input, out } => embed(&model, &input, &out),
         Command::Data {
             command: DataCommand::Info { path },
@@ -390,41 +415,71 @@ fn train(args: TrainArgs) -> Result<()> {
     let started = std::time::Instant::now();
     let history = model.fit(&data.train.a, &data.train.b, &data.train.labels, &options)?;
     let seconds = started.elapsed().as_secs_f64();
-    let test = model.evaluate(
-        &data.test.a,
-        &data.test.b,
-        &data.test.labels,
-        config.train.threshold,
-    )?;
-    println!(
-        "\ntest: {} pairs, loss {:.4}, accuracy {:.2}% (d < {}) — trained in {seconds:.1}s",
-        data.test.labels.len(),
-        test.loss,
-        test.accuracy * 100.0,
-        config.train.threshold
-    );
+    let (threshold, source) = match &data.validation {
+        Some(v) => {
+            let objective: Objective = config.train.calibrate.parse()?;
+            let d = model.predict(&v.a, &v.b)?;
+            let t = crate::eval::calibrate(&d, &v.labels, objective)?;
+            (
+                t,
+                format!("calibrated on validation pairs: {}", config.train.calibrate),
+            )
+        }
+        None => (
+            config.train.threshold,
+            "train.threshold (no validation part)".into(),
+        ),
+    };
+    let report = verification_report(&model, &data.test, threshold, &source)?;
+    println!("\ntest ({seconds:.1}s of training):\n{}", report.table());
     let extra = model.extra_mut();
     extra.insert("preprocessing".into(), json(&data.preprocessing)?);
     extra.insert("run".into(), json(&config)?);
     extra.insert(
-        "test".into(),
-        serde_json::json!({
-            "pairs": data.test.labels.len(),
-            "loss": test.loss,
-            "accuracy": test.accuracy,
-            "threshold": config.train.threshold,
-            "train_seconds": seconds,
-        }),
+        "threshold".into(),
+        serde_json::json!({ "value": threshold, "source": source }),
     );
+    extra.insert("train_seconds".into(), json(&seconds)?);
+    let report_json =
+        serde_json::to_vec_pretty(&report).map_err(|e| SiameseError::Runtime(e.to_string()))?;
     model.save_with(
         &config.output,
-        &[("history.csv", history.to_csv().into_bytes())],
+        &[
+            ("history.csv", history.to_csv().into_bytes()),
+            ("report.json", report_json),
+        ],
     )?;
     println!(
-        "wrote {} (config.json, model.safetensors, history.csv)",
+        "wrote {} (config.json, model.safetensors, history.csv, report.json)",
         config.output.display()
     );
     Ok(())
+}
+
+/// Loss and every verification metric of `model` on `pairs` at `threshold`.
+fn verification_report(
+    model: &Siamese,
+    pairs: &crate::train::Pairs,
+    threshold: f32,
+    source: &str,
+) -> Result<VerificationReport> {
+    let d = model.predict(&pairs.a, &pairs.b)?;
+    let loss = model
+        .evaluate(&pairs.a, &pairs.b, &pairs.labels, threshold)?
+        .loss;
+    VerificationReport::new(&d, &pairs.labels, loss, threshold, source)
+}
+
+/// The calibrated threshold stored with a model, and where it came from.
+fn stored_threshold(model: &Siamese) -> Option<(f32, String)> {
+    let t = model.extra().get("threshold")?;
+    let value = t.get("value")?.as_f64()? as f32;
+    let source = t
+        .get("source")
+        .and_then(|s| s.as_str())
+        .unwrap_or("stored")
+        .to_string();
+    Some((value, source))
 }
 
 fn json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value> {
@@ -438,7 +493,7 @@ fn preprocessing(model: &Siamese) -> Option<Preprocessing> {
         .and_then(|v| serde_json::from_value(v.clone()).ok())
 }
 
-fn predict(model_dir: &Path, a: &Path, b: &Path, out: Option<&Path>) -> Result<()> {
+fn predict(model_dir: &Path, a: &Path, b: &Path, out: Option<&Path>, decide: bool) -> Result<()> {
     let model = Siamese::load(model_dir, &Device::flex())?;
     let pre = preprocessing(&model);
     let (ma, _) = prepare::load_inputs(a, pre.as_ref())?;
@@ -452,6 +507,16 @@ fn predict(model_dir: &Path, a: &Path, b: &Path, out: Option<&Path>) -> Result<(
             format!("{} rows", mb.rows()),
         ));
     }
+    let threshold = if decide {
+        Some(stored_threshold(&model).map(|(t, _)| t).ok_or_else(|| {
+            SiameseError::invalid(
+                model_dir.display().to_string(),
+                "has no calibrated threshold (train it with a validation part)",
+            )
+        })?)
+    } else {
+        None
+    };
     let d = model.predict(&ma, &mb)?;
     match out {
         Some(path) => {
@@ -461,7 +526,10 @@ fn predict(model_dir: &Path, a: &Path, b: &Path, out: Option<&Path>) -> Result<(
         }
         None => {
             for v in d {
-                println!("{v}");
+                match threshold {
+                    Some(t) => println!("{v}\t{}", if v < t { "same" } else { "different" }),
+                    None => println!("{v}"),
+                }
             }
         }
     }
@@ -482,8 +550,11 @@ fn check_dim(model: &Siamese, m: &Matrix, path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn evaluate(model_dir: &Path, data: &Path, threshold: f32, pair_labels: PairLabels) -> Result<()> {
-    let model = Siamese::load(model_dir, &Device::flex())?;
+fn load_pair_data(
+    model: &Siamese,
+    data: &Path,
+    pair_labels: PairLabels,
+) -> Result<crate::train::Pairs> {
     let data = prepare::resolve_data_path(data)?;
     let pairs = if data
         .extension()
@@ -496,7 +567,7 @@ fn evaluate(model_dir: &Path, data: &Path, threshold: f32, pair_labels: PairLabe
             }
         };
         let list = crate::data::pairlist::read_pair_list_with(&data, convention)?;
-        let opts = preprocessing(&model).and_then(|p| p.image).ok_or_else(|| {
+        let opts = preprocessing(model).and_then(|p| p.image).ok_or_else(|| {
             SiameseError::invalid(
                 data.display().to_string(),
                 "a pair list of images needs a model trained on images",
@@ -506,11 +577,79 @@ fn evaluate(model_dir: &Path, data: &Path, threshold: f32, pair_labels: PairLabe
     } else {
         crate::data::npy::read_pairs(&data)?
     };
-    check_dim(&model, &pairs.a, &data)?;
-    let e = model.evaluate(&pairs.a, &pairs.b, &pairs.labels, threshold)?;
-    println!("pairs     {}", pairs.labels.len());
-    println!("loss      {:.6}", e.loss);
-    println!("accuracy  {:.4} (d < {threshold} ⇒ similar)", e.accuracy);
+    check_dim(model, &pairs.a, &data)?;
+    Ok(pairs)
+}
+
+fn evaluate(args: &EvaluateArgs) -> Result<()> {
+    let model = Siamese::load(&args.model, &Device::flex())?;
+    // The pairs to evaluate and, for a rebuilt run, the labelled test samples.
+    let (pairs, samples) = match &args.data {
+        Some(path) => (load_pair_data(&model, path, args.pair_labels)?, None),
+        None => {
+            let run: RunConfig = model
+                .extra()
+                .get("run")
+                .and_then(|v| serde_json::from_value(v.clone()).ok())
+                .ok_or_else(|| {
+                    SiameseError::invalid(
+                        args.model.display().to_string(),
+                        "records no training run to rebuild the test split from; pass --data",
+                    )
+                })?;
+            let data = prepare::prepare(&run.data, run.train.seed)?;
+            (data.test, data.test_samples)
+        }
+    };
+    let (threshold, source) = match (args.threshold, stored_threshold(&model)) {
+        (Some(t), _) => (t, "given with --threshold".to_string()),
+        (None, Some(stored)) => stored,
+        (None, None) => (
+            0.5,
+            "default 0.5 (the model has no calibrated threshold)".to_string(),
+        ),
+    };
+    let mut report = verification_report(&model, &pairs, threshold, &source)?;
+    if let Some(ways) = args.one_shot {
+        let s = samples.as_ref().ok_or_else(|| {
+            SiameseError::config("one-shot", "needs class-labelled test samples: evaluate a run of an image or MNIST source without --data")
+        })?;
+        let trials = crate::eval::one_shot_trials(&s.labels, ways, args.trials, 7)?;
+        let emb = model.embed(&s.samples)?;
+        let dist = model.config().network.distance;
+        let acc =
+            crate::eval::one_shot_accuracy(&trials, |q, c| dist.between(emb.row(q), emb.row(c)));
+        report.one_shot_accuracy = Some(acc);
+        report.ways = Some(ways);
+        report.one_shot_trials = Some(trials.len());
+    }
+    println!("{}", report.table());
+    let out = args.out.clone().unwrap_or_else(|| args.model.join("eval"));
+    std::fs::create_dir_all(&out).map_err(|e| SiameseError::io(&out, e))?;
+    let json =
+        serde_json::to_vec_pretty(&report).map_err(|e| SiameseError::Runtime(e.to_string()))?;
+    crate::io::write_file_atomic(&out.join("report.json"), &json)?;
+    let mut written = vec!["report.json"];
+    if !args.no_plots {
+        let d = model.predict(&pairs.a, &pairs.b)?;
+        report::plot_roc(&out.join("roc.png"), &d, &pairs.labels)?;
+        report::plot_distances(&out.join("distances.png"), &d, &pairs.labels, threshold)?;
+        written.extend(["roc.png", "distances.png"]);
+        let history = args.model.join("history.csv");
+        if history.exists() {
+            report::plot_history(
+                &out.join("history.png"),
+                &report::read_history_csv(&history)?,
+            )?;
+            written.push("history.png");
+        }
+        if let Some(s) = &samples {
+            let emb = model.embed(&s.samples)?;
+            report::plot_embeddings(&out.join("embeddings.png"), &emb, &s.labels, &s.class_names)?;
+            written.push("embeddings.png");
+        }
+    }
+    println!("wrote {} in {}", written.join(", "), out.display());
     Ok(())
 }
 

@@ -67,6 +67,8 @@ pub enum Pairing {
     Keras,
     /// `num_pairs` random pairs with `positive_ratio` positives.
     Random,
+    /// Every unordered pair of distinct samples (for small held-out sets).
+    All,
 }
 
 /// How samples are divided into train / validation / test.
@@ -111,6 +113,9 @@ pub struct DataConfig {
     /// Pair-building scheme for class-labelled samples.
     #[serde(default = "default_pairing")]
     pub pairing: Pairing,
+    /// Pairing of the validation and test parts; default: the same as `pairing`.
+    #[serde(default)]
+    pub eval_pairing: Option<Pairing>,
     /// Number of training pairs for `pairing = "random"` (test and validation get a share
     /// proportional to their samples).
     #[serde(default = "default_num_pairs")]
@@ -234,9 +239,18 @@ pub struct TrainSection {
     /// Seed for weights, splits, pairs, shuffling and dropout.
     #[serde(default)]
     pub seed: u64,
-    /// Distance under which a pair counts as similar in the accuracy metric.
+    /// Distance under which a pair counts as similar in the accuracy metric during training
+    /// (and the decision threshold when there is no validation part to calibrate on).
     #[serde(default = "default_threshold")]
     pub threshold: f32,
+    /// What the decision threshold maximises on the validation pairs after training:
+    /// `accuracy`, `f1`, or `far=0.01` (largest threshold with FAR ≤ 1%).
+    #[serde(default = "default_calibrate")]
+    pub calibrate: String,
+}
+
+fn default_calibrate() -> String {
+    "accuracy".into()
 }
 
 fn default_epochs() -> usize {
@@ -257,6 +271,7 @@ impl Default for TrainSection {
             shuffle: true,
             seed: 0,
             threshold: default_threshold(),
+            calibrate: default_calibrate(),
         }
     }
 }
@@ -340,7 +355,8 @@ path = "mnist"                   # file or folder
 image_width = 28                 # images are converted to grayscale, resized, scaled to [0, 1]
 image_height = 28
 invert = false                   # v -> 1 - v (dark strokes on white paper)
-pairing = "keras"                # keras (mnist_siamese scheme) | random
+pairing = "keras"                # keras (mnist_siamese scheme) | random | all
+# eval_pairing = "all"           # validation/test pairing, default: same as pairing
 num_pairs = 10000                # training pairs when pairing = "random"
 positive_ratio = 0.5             # fraction of similar pairs when pairing = "random"
 split = "sample"                 # sample | class (unseen identities at test time)
@@ -373,6 +389,7 @@ batch_size = 128
 shuffle = true
 seed = 0
 threshold = 0.5                  # d < threshold => similar, for the accuracy metric
+calibrate = "accuracy"           # decision threshold chosen on validation pairs: accuracy | f1 | far=0.01
 "#;
 
 #[cfg(test)]

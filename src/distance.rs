@@ -58,6 +58,26 @@ impl Distance {
         }
     }
 
+    /// The same distance between two embeddings held on the host (one pair, no tensors).
+    pub fn between(self, a: &[f32], b: &[f32]) -> f32 {
+        match self {
+            Self::Euclidean => a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| (x - y) * (x - y))
+                .sum::<f32>()
+                .max(EPSILON)
+                .sqrt(),
+            Self::Manhattan => a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum(),
+            Self::Cosine => {
+                let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+                let na = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+                let nb = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+                1.0 - dot / (na * nb).max(EPSILON)
+            }
+        }
+    }
+
     /// Name used in summaries and configs.
     pub fn name(self) -> &'static str {
         match self {
@@ -134,6 +154,7 @@ mod tests {
             assert_eq!(got.len(), 3);
             for i in 0..3 {
                 let want = reference(distance, &A[i], &B[i]);
+                assert!((distance.between(&A[i], &B[i]) - want).abs() < 1e-5);
                 assert!(
                     (got[i] - want).abs() < 1e-5,
                     "{distance:?} row {i}: {} vs {want}",

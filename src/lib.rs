@@ -35,6 +35,7 @@ pub mod io;
 pub mod loss;
 pub mod model;
 pub mod optim;
+pub mod report;
 pub mod siamese;
 pub mod synthetic;
 pub mod train;

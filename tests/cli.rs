@@ -170,6 +170,45 @@ fn train_predict_evaluate_embed_round_trip() {
     let e = siamese::data::npy::read_matrix(&dir.join("e.npy")).unwrap();
     assert_eq!(e.shape(), [200, 128]);
 
+    // Verification report on the rebuilt test split, with plots.
+    let o = siamese(&["evaluate", "--model", "model"], dir);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("model/eval/report.json")).unwrap())
+            .unwrap();
+    for key in ["accuracy", "auc", "eer", "threshold", "far", "frr", "f1"] {
+        assert!(report[key].is_number(), "{key} missing from {report}");
+    }
+    assert!(
+        report["threshold_source"]
+            .as_str()
+            .unwrap()
+            .contains("validation")
+    );
+    for f in ["roc.png", "distances.png", "history.png"] {
+        assert!(dir.join("model/eval").join(f).exists(), "{f}");
+    }
+    let o = siamese(
+        &[
+            "predict",
+            "--model",
+            "model",
+            "--a",
+            "pairs/a.npy",
+            "--b",
+            "pairs/b.npy",
+            "--decide",
+        ],
+        dir,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.lines()
+            .all(|l| l.ends_with("\tsame") || l.ends_with("\tdifferent")),
+        "{out}"
+    );
+
     let o = siamese(&["summary", "--model", "model"], dir);
     assert!(String::from_utf8_lossy(&o.stdout).contains("Total params: 34,176"));
 }
@@ -421,4 +460,98 @@ fn bad_flags_are_usage_errors() {
     assert_eq!(o.status.code(), Some(2));
     let o = siamese(&["train", "--output", "m"], tmp.path());
     assert_input_error(&o, &["--source"]);
+}
+
+#[test]
+fn image_folder_train_evaluate_one_shot_and_embed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    for c in 0..6u8 {
+        let d = dir.join("faces").join(format!("person{c}"));
+        std::fs::create_dir_all(&d).unwrap();
+        for i in 0..8u8 {
+            // Each class is a different brightness gradient, each sample a small variation.
+            let img = image::GrayImage::from_fn(8, 8, |x, y| {
+                image::Luma([
+                    (c as u32 * 40 + x * 3 + y * (c as u32 + 1) + i as u32 * 2).min(255) as u8,
+                ])
+            });
+            img.save(d.join(format!("{i}.png"))).unwrap();
+        }
+    }
+    let o = siamese(
+        &[
+            "train",
+            "--source",
+            "images",
+            "--data",
+            "faces",
+            "--image-size",
+            "8x8",
+            "--split",
+            "sample",
+            "--test-fraction",
+            "0.5",
+            "--validation-fraction",
+            "0.5",
+            "--pairing",
+            "random",
+            "--num-pairs",
+            "200",
+            "--epochs",
+            "2",
+            "--output",
+            "model",
+            "--quiet",
+        ],
+        dir,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = siamese(
+        &[
+            "evaluate",
+            "--model",
+            "model",
+            "--one-shot",
+            "3",
+            "--trials",
+            "30",
+        ],
+        dir,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("model/eval/report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["ways"], 3);
+    let acc = report["one_shot_accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&acc));
+    assert!(dir.join("model/eval/embeddings.png").exists());
+
+    let o = siamese(
+        &[
+            "embed", "--model", "model", "--input", "faces", "--out", "emb.npy",
+        ],
+        dir,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let e = siamese::data::npy::read_matrix(&dir.join("emb.npy")).unwrap();
+    assert_eq!(e.shape(), [48, 128]);
+    let names = std::fs::read_to_string(dir.join("emb.paths.txt")).unwrap();
+    assert_eq!(names.lines().count(), 48);
+    assert!(names.lines().next().unwrap().ends_with(".png"));
+    // One image file works too.
+    let o = siamese(
+        &[
+            "embed",
+            "--model",
+            "model",
+            "--input",
+            "faces/person2/1.png",
+            "--out",
+            "one.csv",
+        ],
+        dir,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
 }

@@ -183,6 +183,23 @@ pub fn random_pairs(
     Ok(pairs)
 }
 
+/// Every unordered pair of distinct samples, `n(n−1)/2` of them: the exhaustive protocol for
+/// small held-out sets (no pair repeated, every genuine pair present).
+pub fn all_pairs(labels: &[usize]) -> Vec<IndexPair> {
+    let n = labels.len();
+    let mut pairs = Vec::with_capacity(n * n.saturating_sub(1) / 2);
+    for i in 0..n {
+        for j in i + 1..n {
+            pairs.push(IndexPair {
+                i,
+                j,
+                label: if labels[i] == labels[j] { 1.0 } else { 0.0 },
+            });
+        }
+    }
+    pairs
+}
+
 /// Gathers index pairs into dense [`Pairs`] (`samples` rows are looked up by index).
 pub fn materialize(samples: &Matrix, pairs: &[IndexPair]) -> Pairs {
     let i: Vec<usize> = pairs.iter().map(|p| p.i).collect();
@@ -346,6 +363,16 @@ mod tests {
         assert_eq!(train.len() + test.len(), 100);
         assert!(split_by_class(&[0, 0], 0.5, 0).is_err());
         assert!(split_by_sample(&l, 1.0, 0).is_err());
+    }
+
+    #[test]
+    fn all_pairs_enumerates_each_pair_once() {
+        let l = labels();
+        let pairs = all_pairs(&l);
+        assert_eq!(pairs.len(), 12 * 11 / 2);
+        // Positives: C(4,2) + C(3,2) + C(5,2) = 6 + 3 + 10.
+        assert_eq!(pairs.iter().filter(|p| p.label == 1.0).count(), 19);
+        assert!(pairs.iter().all(|p| p.i < p.j));
     }
 
     #[test]

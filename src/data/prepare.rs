@@ -71,6 +71,9 @@ pub struct PreparedData {
     pub validation: Option<Pairs>,
     /// Held-out test pairs.
     pub test: Pairs,
+    /// The test samples with their classes (sample sources only): for embedding maps and
+    /// one-shot trials.
+    pub test_samples: Option<LabelledSamples>,
     /// Features per sample.
     pub input_dim: usize,
     /// How samples were preprocessed.
@@ -187,13 +190,15 @@ fn split(
 
 fn build_pairs(
     config: &DataConfig,
+    pairing: Pairing,
     s: &LabelledSamples,
     n_pairs: usize,
     seed: u64,
 ) -> Result<Vec<IndexPair>> {
-    match config.pairing {
+    match pairing {
         Pairing::Keras => pairs::keras_pairs(&s.labels, Some(&s.class_names), seed),
         Pairing::Random => pairs::random_pairs(&s.labels, n_pairs, config.positive_ratio, seed),
+        Pairing::All => Ok(pairs::all_pairs(&s.labels)),
     }
 }
 
@@ -237,10 +242,29 @@ fn from_samples(
         let ratio = s.samples.rows() as f64 / train.samples.rows().max(1) as f64;
         ((config.num_pairs as f64 * ratio).round() as usize).max(1)
     };
-    let train_pairs = build_pairs(config, &train, config.num_pairs, seed.wrapping_add(10))?;
-    let test_pairs = build_pairs(config, &test, share(&test), seed.wrapping_add(11))?;
+    let eval_pairing = config.eval_pairing.unwrap_or(config.pairing);
+    let train_pairs = build_pairs(
+        config,
+        config.pairing,
+        &train,
+        config.num_pairs,
+        seed.wrapping_add(10),
+    )?;
+    let test_pairs = build_pairs(
+        config,
+        eval_pairing,
+        &test,
+        share(&test),
+        seed.wrapping_add(11),
+    )?;
     let val_pairs = match &val {
-        Some(v) => Some(build_pairs(config, v, share(v), seed.wrapping_add(12))?),
+        Some(v) => Some(build_pairs(
+            config,
+            eval_pairing,
+            v,
+            share(v),
+            seed.wrapping_add(12),
+        )?),
         None => None,
     };
     let describe = |name: &str, s: &LabelledSamples, p: &[IndexPair]| {
@@ -264,6 +288,7 @@ fn from_samples(
             _ => None,
         },
         test: pairs::materialize(&test.samples, &test_pairs),
+        test_samples: Some(test),
         input_dim: all.samples.cols(),
         preprocessing,
         description,
@@ -313,6 +338,7 @@ fn from_pairs(
         train: all.select(&train_idx),
         validation: val_idx.map(|v| all.select(&v)),
         test: all.select(&test_idx),
+        test_samples: None,
         input_dim: all.a.cols(),
         preprocessing,
         description,
