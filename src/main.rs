@@ -1,5 +1,12 @@
 //! The `siamese` command line.
 
 fn main() {
+    // Behave like other command-line tools when the reader of stdout goes away
+    // (`siamese predict … | head`): end quietly instead of panicking on a broken pipe.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     std::process::exit(siamese::cli::main());
 }
