@@ -164,6 +164,9 @@ pub struct TrainArgs {
     /// data.pairing.
     #[arg(long, value_enum)]
     pub pairing: Option<Pairing>,
+    /// data.eval_pairing.
+    #[arg(long, value_enum)]
+    pub eval_pairing: Option<Pairing>,
     /// data.num_pairs.
     #[arg(long)]
     pub num_pairs: Option<usize>,
@@ -194,6 +197,9 @@ pub struct TrainArgs {
     /// model.encoder.dropout.
     #[arg(long)]
     pub dropout: Option<f64>,
+    /// model.encoder.final_activation.
+    #[arg(long)]
+    pub final_activation: Option<bool>,
     /// model.distance.
     #[arg(long)]
     pub distance: Option<Distance>,
@@ -206,15 +212,30 @@ pub struct TrainArgs {
     /// optimizer.lr.
     #[arg(long)]
     pub lr: Option<f64>,
+    /// optimizer.rho (RMSprop).
+    #[arg(long)]
+    pub rho: Option<f32>,
+    /// optimizer.epsilon (RMSprop, Adam).
+    #[arg(long)]
+    pub epsilon: Option<f32>,
+    /// optimizer.momentum (SGD).
+    #[arg(long)]
+    pub momentum: Option<f64>,
     /// train.epochs.
     #[arg(long)]
     pub epochs: Option<usize>,
     /// train.batch_size.
     #[arg(long)]
     pub batch_size: Option<usize>,
+    /// train.shuffle.
+    #[arg(long)]
+    pub shuffle: Option<bool>,
     /// train.seed.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// train.calibrate: accuracy, f1 or far=0.01.
+    #[arg(long)]
+    pub calibrate: Option<String>,
     /// train.threshold.
     #[arg(long)]
     pub threshold: Option<f32>,
@@ -336,6 +357,9 @@ pub fn run_config(args: &TrainArgs) -> Result<RunConfig> {
     }
     set(&mut d.invert, args.invert);
     set(&mut d.pairing, args.pairing);
+    if args.eval_pairing.is_some() {
+        d.eval_pairing = args.eval_pairing;
+    }
     set(&mut d.num_pairs, args.num_pairs);
     set(&mut d.positive_ratio, args.positive_ratio);
     set(&mut d.split, args.split);
@@ -349,6 +373,7 @@ pub fn run_config(args: &TrainArgs) -> Result<RunConfig> {
     set(&mut m.encoder.hidden, args.hidden.clone());
     set(&mut m.encoder.activation, args.activation);
     set(&mut m.encoder.dropout, args.dropout);
+    set(&mut m.encoder.final_activation, args.final_activation);
     set(&mut m.distance, args.distance);
     set(&mut c.loss.margin, args.margin);
     if let Some(name) = &args.optimizer {
@@ -371,7 +396,33 @@ pub fn run_config(args: &TrainArgs) -> Result<RunConfig> {
             | crate::optim::OptimizerConfig::Sgd { lr: l, .. } => *l = lr,
         }
     }
+    match &mut c.optimizer {
+        crate::optim::OptimizerConfig::Rmsprop { rho, epsilon, .. } => {
+            set(rho, args.rho);
+            set(epsilon, args.epsilon);
+        }
+        crate::optim::OptimizerConfig::Adam { epsilon, .. } => set(epsilon, args.epsilon),
+        crate::optim::OptimizerConfig::Sgd { momentum, .. } => set(momentum, args.momentum),
+    }
+    let given = |flag: &'static str, v: bool| v.then_some(flag);
+    let misplaced = match c.optimizer {
+        crate::optim::OptimizerConfig::Rmsprop { .. } => given("momentum", args.momentum.is_some()),
+        crate::optim::OptimizerConfig::Adam { .. } => {
+            given("rho", args.rho.is_some()).or(given("momentum", args.momentum.is_some()))
+        }
+        crate::optim::OptimizerConfig::Sgd { .. } => {
+            given("rho", args.rho.is_some()).or(given("epsilon", args.epsilon.is_some()))
+        }
+    };
+    if let Some(flag) = misplaced {
+        return Err(SiameseError::config(
+            flag,
+            format!("does not apply to the {} optimizer", c.optimizer.name()),
+        ));
+    }
     set(&mut c.train.epochs, args.epochs);
+    set(&mut c.train.shuffle, args.shuffle);
+    set(&mut c.train.calibrate, args.calibrate.clone());
     set(&mut c.train.batch_size, args.batch_size);
     set(&mut c.train.seed, args.seed);
     set(&mut c.train.threshold, args.threshold);
