@@ -36,8 +36,9 @@ fn main() -> Result<()> {
         network: SiameseConfig {
             encoder: EncoderConfig::Mlp(MlpEncoderConfig::reference(100)),
             distance: Distance::Euclidean,
+            head: Head::Distance,
         },
-        loss: ContrastiveLoss::new(1.0),
+        loss: LossConfig::contrastive(1.0),
         optimizer: OptimizerConfig::rmsprop(),
         seed,
     };

@@ -19,14 +19,14 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{DataSource, ModelConfig, PairLabels, Pairing, RunConfig, SplitBy};
 use crate::data::Matrix;
-use crate::data::prepare::{self, Preprocessing};
+use crate::data::prepare::{self, PairSet, Preprocessing};
 use crate::distance::Distance;
 use crate::encoder::Activation;
 use crate::error::{Result, SiameseError};
 use crate::eval::Objective;
 use crate::model::Siamese;
 use crate::report::{self, VerificationReport};
-use crate::train::{FitOptions, Validation};
+use crate::train::{FitOptions, PairData, Validation};
 use burn::tensor::Device;
 
 /// Train, evaluate and serve Siamese networks.
@@ -449,7 +449,7 @@ fn train(args: TrainArgs) -> Result<()> {
     for line in &data.description {
         println!("{line}");
     }
-    let mut model = Siamese::new(config.model_config(data.input_dim), &Device::flex())?;
+    let mut model = Siamese::new(config.model_config(data.input_dim)?, &Device::flex())?;
     println!("{}\n", model.summary());
     let options = FitOptions {
         epochs: config.train.epochs,
@@ -459,18 +459,32 @@ fn train(args: TrainArgs) -> Result<()> {
         validation: data
             .validation
             .clone()
-            .map_or(Validation::None, Validation::Data),
+            .map_or(Validation::None, PairSet::into_validation),
         threshold: config.train.threshold,
         verbose,
+        augment: match (&config.train.augment, &data.preprocessing.image) {
+            (Some(a), Some(img)) => Some(crate::train::Augment {
+                config: a.clone(),
+                width: img.width,
+                height: img.height,
+            }),
+            (Some(_), None) => {
+                return Err(SiameseError::config(
+                    "train.augment",
+                    "augmentation needs an image source (images or pair-list)",
+                ));
+            }
+            (None, _) => None,
+        },
     };
     let started = std::time::Instant::now();
-    let history = model.fit(&data.train.a, &data.train.b, &data.train.labels, &options)?;
+    let history = model.fit_pairs(data.train.data(), &options)?;
     let seconds = started.elapsed().as_secs_f64();
     let (threshold, source) = match &data.validation {
         Some(v) => {
             let objective: Objective = config.train.calibrate.parse()?;
-            let d = model.predict(&v.a, &v.b)?;
-            let t = crate::eval::calibrate(&d, &v.labels, objective)?;
+            let d = model.predict_pairs(v.data())?;
+            let t = crate::eval::calibrate(&d, &v.data().labels(), objective)?;
             (
                 t,
                 format!("calibrated on validation pairs: {}", config.train.calibrate),
@@ -481,7 +495,7 @@ fn train(args: TrainArgs) -> Result<()> {
             "train.threshold (no validation part)".into(),
         ),
     };
-    let report = verification_report(&model, &data.test, threshold, &source)?;
+    let report = verification_report(&model, data.test.data(), threshold, &source)?;
     println!("\ntest ({seconds:.1}s of training):\n{}", report.table());
     let extra = model.extra_mut();
     extra.insert("preprocessing".into(), json(&data.preprocessing)?);
@@ -510,15 +524,13 @@ fn train(args: TrainArgs) -> Result<()> {
 /// Loss and every verification metric of `model` on `pairs` at `threshold`.
 fn verification_report(
     model: &Siamese,
-    pairs: &crate::train::Pairs,
+    pairs: PairData<'_>,
     threshold: f32,
     source: &str,
 ) -> Result<VerificationReport> {
-    let d = model.predict(&pairs.a, &pairs.b)?;
-    let loss = model
-        .evaluate(&pairs.a, &pairs.b, &pairs.labels, threshold)?
-        .loss;
-    VerificationReport::new(&d, &pairs.labels, loss, threshold, source)
+    let d = model.predict_pairs(pairs)?;
+    let loss = model.evaluate_pairs(pairs, threshold)?.loss;
+    VerificationReport::new(&d, &pairs.labels(), loss, threshold, source)
 }
 
 /// The calibrated threshold stored with a model, and where it came from.
@@ -635,8 +647,8 @@ fn load_pair_data(
 fn evaluate(args: &EvaluateArgs) -> Result<()> {
     let model = Siamese::load(&args.model, &Device::flex())?;
     // The pairs to evaluate and, for a rebuilt run, the labelled test samples.
-    let (pairs, samples) = match &args.data {
-        Some(path) => (load_pair_data(&model, path, args.pair_labels)?, None),
+    let test: PairSet = match &args.data {
+        Some(path) => PairSet::Dense(load_pair_data(&model, path, args.pair_labels)?),
         None => {
             let run: RunConfig = model
                 .extra()
@@ -649,7 +661,7 @@ fn evaluate(args: &EvaluateArgs) -> Result<()> {
                     )
                 })?;
             let data = prepare::prepare(&run.data, run.train.seed)?;
-            (data.test, data.test_samples)
+            data.test
         }
     };
     let (threshold, source) = match (args.threshold, stored_threshold(&model)) {
@@ -660,9 +672,11 @@ fn evaluate(args: &EvaluateArgs) -> Result<()> {
             "default 0.5 (the model has no calibrated threshold)".to_string(),
         ),
     };
-    let mut report = verification_report(&model, &pairs, threshold, &source)?;
+    let pairs = test.data();
+    let samples = test.samples();
+    let mut report = verification_report(&model, pairs, threshold, &source)?;
     if let Some(ways) = args.one_shot {
-        let s = samples.as_ref().ok_or_else(|| {
+        let s = samples.ok_or_else(|| {
             SiameseError::config("one-shot", "needs class-labelled test samples: evaluate a run of an image or MNIST source without --data")
         })?;
         let trials = crate::eval::one_shot_trials(&s.labels, ways, args.trials, 7)?;
@@ -682,9 +696,10 @@ fn evaluate(args: &EvaluateArgs) -> Result<()> {
     crate::io::write_file_atomic(&out.join("report.json"), &json)?;
     let mut written = vec!["report.json"];
     if !args.no_plots {
-        let d = model.predict(&pairs.a, &pairs.b)?;
-        report::plot_roc(&out.join("roc.png"), &d, &pairs.labels)?;
-        report::plot_distances(&out.join("distances.png"), &d, &pairs.labels, threshold)?;
+        let d = model.predict_pairs(pairs)?;
+        let labels = pairs.labels();
+        report::plot_roc(&out.join("roc.png"), &d, &labels)?;
+        report::plot_distances(&out.join("distances.png"), &d, &labels, threshold)?;
         written.extend(["roc.png", "distances.png"]);
         let history = args.model.join("history.csv");
         if history.exists() {
@@ -694,7 +709,7 @@ fn evaluate(args: &EvaluateArgs) -> Result<()> {
             )?;
             written.push("history.png");
         }
-        if let Some(s) = &samples {
+        if let Some(s) = samples {
             let emb = model.embed(&s.samples)?;
             report::plot_embeddings(&out.join("embeddings.png"), &emb, &s.labels, &s.class_names)?;
             written.push("embeddings.png");

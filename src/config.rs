@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::loss::ContrastiveLoss;
+use crate::loss::LossConfig;
 use crate::optim::OptimizerConfig;
 use crate::siamese::SiameseConfig;
 
@@ -16,7 +16,7 @@ pub struct ModelConfig {
     pub network: SiameseConfig,
     /// The training loss.
     #[serde(default)]
-    pub loss: ContrastiveLoss,
+    pub loss: LossConfig,
     /// The optimizer.
     #[serde(default)]
     pub optimizer: OptimizerConfig,
@@ -31,7 +31,7 @@ impl ModelConfig {
     pub fn reference(input_dim: usize) -> Self {
         Self {
             network: SiameseConfig::reference(input_dim),
-            loss: ContrastiveLoss::default(),
+            loss: LossConfig::default(),
             optimizer: OptimizerConfig::rmsprop(),
             seed: 0,
         }
@@ -39,8 +39,25 @@ impl ModelConfig {
 
     /// Checks every part, naming the offending field.
     pub fn validate(&self) -> Result<()> {
+        use crate::loss::LossKind;
+        use crate::siamese::Head;
         self.network.validate()?;
         self.loss.validate()?;
+        match (self.network.head, self.loss.kind) {
+            (Head::Distance, LossKind::BinaryCrossEntropy) => {
+                return Err(crate::error::SiameseError::config(
+                    "loss.type",
+                    "binary-cross-entropy needs the weighted-l1 head (model.head = \"weighted-l1\")",
+                ));
+            }
+            (Head::WeightedL1, LossKind::Contrastive) => {
+                return Err(crate::error::SiameseError::config(
+                    "model.head",
+                    "the weighted-l1 head is trained with loss.type = \"binary-cross-entropy\"",
+                ));
+            }
+            _ => {}
+        }
         self.optimizer.validate()
     }
 }
@@ -166,7 +183,16 @@ fn default_validation_fraction() -> f64 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EncoderSpec {
-    /// Output size of each dense layer.
+    /// `mlp` (dense layers on flat vectors) or `conv` (convolutional, on images).
+    #[serde(default, rename = "type")]
+    pub kind: EncoderKind,
+    /// Conv: a named preset (`koch2015`, `koch-cpu`, `faces`, `signatures`).
+    #[serde(default)]
+    pub preset: Option<String>,
+    /// Conv: an explicit layer list (instead of a preset).
+    #[serde(default)]
+    pub layers: Option<Vec<crate::encoder::conv::ConvLayerConfig>>,
+    /// MLP: output size of each dense layer.
     #[serde(default = "default_hidden")]
     pub hidden: Vec<usize>,
     /// Activation after each layer.
@@ -187,9 +213,23 @@ fn default_true() -> bool {
     true
 }
 
+/// Encoder family of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum EncoderKind {
+    /// Dense layers on flat vectors.
+    #[default]
+    Mlp,
+    /// Convolutional layers on images.
+    Conv,
+}
+
 impl Default for EncoderSpec {
     fn default() -> Self {
         Self {
+            kind: EncoderKind::Mlp,
+            preset: None,
+            layers: None,
             hidden: default_hidden(),
             activation: Default::default(),
             dropout: 0.0,
@@ -199,14 +239,55 @@ impl Default for EncoderSpec {
 }
 
 impl EncoderSpec {
-    /// The full encoder config for inputs of `input_dim` features.
-    pub fn to_config(&self, input_dim: usize) -> crate::encoder::EncoderConfig {
-        crate::encoder::EncoderConfig::Mlp(crate::encoder::MlpEncoderConfig {
-            input_dim,
-            hidden: self.hidden.clone(),
-            activation: self.activation,
-            final_activation: self.final_activation,
-            dropout: self.dropout,
+    /// The full encoder config for inputs of `input_dim` features; conv encoders see them as
+    /// `width × height` images.
+    pub fn to_config(
+        &self,
+        input_dim: usize,
+        width: usize,
+        height: usize,
+    ) -> Result<crate::encoder::EncoderConfig> {
+        use crate::encoder::conv::ConvEncoderConfig;
+        use crate::error::SiameseError;
+        Ok(match self.kind {
+            EncoderKind::Mlp => {
+                crate::encoder::EncoderConfig::Mlp(crate::encoder::MlpEncoderConfig {
+                    input_dim,
+                    hidden: self.hidden.clone(),
+                    activation: self.activation,
+                    final_activation: self.final_activation,
+                    dropout: self.dropout,
+                })
+            }
+            EncoderKind::Conv => {
+                if width * height != input_dim {
+                    return Err(SiameseError::config(
+                        "model.encoder",
+                        format!(
+                            "a conv encoder needs image inputs of {width}×{height} = {} values \
+                             (data.image_width × data.image_height), the data has {input_dim}",
+                            width * height
+                        ),
+                    ));
+                }
+                let config = match (&self.preset, &self.layers) {
+                    (Some(p), None) => ConvEncoderConfig::preset(p, width, height)?,
+                    (None, Some(layers)) => ConvEncoderConfig {
+                        width,
+                        height,
+                        channels: 1,
+                        layers: layers.clone(),
+                    },
+                    _ => {
+                        return Err(SiameseError::config(
+                            "model.encoder",
+                            "a conv encoder needs exactly one of `preset` or `layers`",
+                        ));
+                    }
+                };
+                config.validate()?;
+                crate::encoder::EncoderConfig::Conv(config)
+            }
         })
     }
 }
@@ -221,6 +302,9 @@ pub struct ModelSection {
     /// How embeddings are compared.
     #[serde(default)]
     pub distance: crate::distance::Distance,
+    /// The head: `distance` or `weighted-l1` (Koch et al.).
+    #[serde(default)]
+    pub head: crate::siamese::Head,
 }
 
 /// The `[train]` section of a run config.
@@ -243,6 +327,10 @@ pub struct TrainSection {
     /// (and the decision threshold when there is no validation part to calibrate on).
     #[serde(default = "default_threshold")]
     pub threshold: f32,
+    /// Random affine augmentation of training images (image sources), e.g.
+    /// `augment = { rotation = 10, shift = 0.05, scale = 0.1, shear = 5 }`.
+    #[serde(default)]
+    pub augment: Option<crate::data::augment::AugmentConfig>,
     /// What the decision threshold maximises on the validation pairs after training:
     /// `accuracy`, `f1`, or `far=0.01` (largest threshold with FAR ≤ 1%).
     #[serde(default = "default_calibrate")]
@@ -271,6 +359,7 @@ impl Default for TrainSection {
             shuffle: true,
             seed: 0,
             threshold: default_threshold(),
+            augment: None,
             calibrate: default_calibrate(),
         }
     }
@@ -287,7 +376,7 @@ pub struct RunConfig {
     pub model: ModelSection,
     /// The loss.
     #[serde(default)]
-    pub loss: ContrastiveLoss,
+    pub loss: LossConfig,
     /// The optimizer.
     #[serde(default)]
     pub optimizer: OptimizerConfig,
@@ -329,17 +418,23 @@ impl RunConfig {
         Self::from_toml(&text, path)
     }
 
-    /// The model config for inputs of `input_dim` features.
-    pub fn model_config(&self, input_dim: usize) -> ModelConfig {
-        ModelConfig {
+    /// The model config for inputs of `input_dim` features (images of
+    /// `data.image_width × data.image_height` for conv encoders).
+    pub fn model_config(&self, input_dim: usize) -> Result<ModelConfig> {
+        Ok(ModelConfig {
             network: SiameseConfig {
-                encoder: self.model.encoder.to_config(input_dim),
+                encoder: self.model.encoder.to_config(
+                    input_dim,
+                    self.data.image_width,
+                    self.data.image_height,
+                )?,
                 distance: self.model.distance,
+                head: self.model.head,
             },
             loss: self.loss,
             optimizer: self.optimizer.clone(),
             seed: self.train.seed,
-        }
+        })
     }
 }
 
@@ -367,6 +462,7 @@ validation_fraction = 0.1        # part of the training samples used for validat
 
 [model]
 distance = "euclidean"           # euclidean | manhattan | cosine
+head = "distance"                # distance | weighted-l1 (Koch: sigmoid of weighted |e_a - e_b|)
 
 [model.encoder]
 hidden = [128, 128, 128]         # Dense layer sizes
@@ -375,6 +471,7 @@ dropout = 0.1                    # after every layer but the last
 final_activation = true
 
 [loss]
+type = "contrastive"             # contrastive | binary-cross-entropy (with head = "weighted-l1")
 margin = 1.0                     # contrastive loss, label 1 = similar
 
 [optimizer]
@@ -390,6 +487,7 @@ shuffle = true
 seed = 0
 threshold = 0.5                  # d < threshold => similar, for the accuracy metric
 calibrate = "accuracy"           # decision threshold chosen on validation pairs: accuracy | f1 | far=0.01
+# augment = { rotation = 10, shift = 0.05, scale = 0.1, shear = 5 }   # images: random affine, seeded
 "#;
 
 #[cfg(test)]
@@ -403,7 +501,7 @@ mod tests {
         assert_eq!(c.model.encoder.dropout, 0.1);
         assert_eq!(c.train.batch_size, 128);
         assert_eq!(c.optimizer, OptimizerConfig::rmsprop());
-        let m = c.model_config(784);
+        let m = c.model_config(784).unwrap();
         assert_eq!(m.network.encoder.input_dim(), 784);
     }
 

@@ -49,10 +49,10 @@ pub mod prelude {
     pub use crate::distance::Distance;
     pub use crate::encoder::{Activation, EncoderConfig, MlpEncoderConfig};
     pub use crate::error::{Result, SiameseError};
-    pub use crate::loss::ContrastiveLoss;
+    pub use crate::loss::{ContrastiveLoss, LossConfig};
     pub use crate::model::Siamese;
     pub use crate::optim::OptimizerConfig;
-    pub use crate::siamese::SiameseConfig;
-    pub use crate::train::{FitOptions, History, Pairs, Validation};
+    pub use crate::siamese::{Head, SiameseConfig};
+    pub use crate::train::{FitOptions, History, PairData, Pairs, Validation};
     pub use burn::tensor::Device;
 }

@@ -69,6 +69,84 @@ impl ContrastiveLoss {
     }
 }
 
+/// Binary cross-entropy on logits `z` (Koch et al.'s head, `p = σ(z)` = P(similar)):
+///
+/// ```text
+/// L = mean( max(z, 0) − z·y + log(1 + e^−|z|) )      (= −y·log p − (1 − y)·log(1 − p))
+/// ```
+pub fn binary_cross_entropy_with_logits(logits: Tensor<2>, labels: Tensor<2>) -> Tensor<1> {
+    let softplus = logits.clone().abs().neg().exp().add_scalar(1.0).log();
+    (logits.clone().clamp_min(0.0) - logits * labels + softplus).mean()
+}
+
+/// Which loss trains the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum LossKind {
+    /// Contrastive loss on the distance (the reference).
+    #[default]
+    Contrastive,
+    /// Binary cross-entropy on the logits of the weighted-L1 head (Koch et al. 2015).
+    BinaryCrossEntropy,
+}
+
+/// The loss of a model config: `type` (default `contrastive`) and the contrastive `margin`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LossConfig {
+    /// Which loss.
+    #[serde(default, rename = "type")]
+    pub kind: LossKind,
+    /// Margin of the contrastive loss.
+    #[serde(default = "default_margin")]
+    pub margin: f32,
+}
+
+fn default_margin() -> f32 {
+    1.0
+}
+
+impl Default for LossConfig {
+    fn default() -> Self {
+        Self {
+            kind: LossKind::Contrastive,
+            margin: 1.0,
+        }
+    }
+}
+
+impl LossConfig {
+    /// The contrastive loss with `margin`.
+    pub fn contrastive(margin: f32) -> Self {
+        Self {
+            kind: LossKind::Contrastive,
+            margin,
+        }
+    }
+
+    /// Binary cross-entropy (for the weighted-L1 head).
+    pub fn binary_cross_entropy() -> Self {
+        Self {
+            kind: LossKind::BinaryCrossEntropy,
+            margin: 1.0,
+        }
+    }
+
+    /// Checks the margin.
+    pub fn validate(&self) -> Result<()> {
+        ContrastiveLoss::new(self.margin).validate()
+    }
+
+    /// The loss of a batch from the network's scores (distances for the contrastive loss,
+    /// logits for binary cross-entropy) and labels, both `[batch, 1]`.
+    pub fn forward(&self, scores: Tensor<2>, labels: Tensor<2>) -> Tensor<1> {
+        match self.kind {
+            LossKind::Contrastive => ContrastiveLoss::new(self.margin).forward(scores, labels),
+            LossKind::BinaryCrossEntropy => binary_cross_entropy_with_logits(scores, labels),
+        }
+    }
+}
+
 /// Checks that every label is a finite number in `[0, 1]` (1 = similar, 0 = dissimilar).
 ///
 /// The error names `what` (e.g. the file the labels came from) and the first bad index.
@@ -133,6 +211,35 @@ mod tests {
         );
         assert!(check_labels("l", &[-1.0]).is_err());
         assert!(check_labels("l", &[f32::NAN]).is_err());
+    }
+
+    #[test]
+    fn bce_with_logits_matches_the_formula() {
+        let device = Device::flex();
+        let z = [-2.0f32, 0.0, 3.0, 0.5];
+        let y = [0.0f32, 1.0, 1.0, 0.0];
+        let got: f32 = binary_cross_entropy_with_logits(
+            Tensor::<1>::from_floats(z, &device).reshape([4, 1]),
+            Tensor::<1>::from_floats(y, &device).reshape([4, 1]),
+        )
+        .into_scalar();
+        let want: f64 = z
+            .iter()
+            .zip(&y)
+            .map(|(&z, &y)| {
+                let p = 1.0 / (1.0 + (-(z as f64)).exp());
+                -(y as f64) * p.ln() - (1.0 - y as f64) * (1.0 - p).ln()
+            })
+            .sum::<f64>()
+            / 4.0;
+        assert!((got as f64 - want).abs() < 1e-6, "{got} vs {want}");
+        // Large logits stay finite.
+        let big: f32 = binary_cross_entropy_with_logits(
+            Tensor::<1>::from_floats([100.0f32, -100.0], &device).reshape([2, 1]),
+            Tensor::<1>::from_floats([0.0f32, 1.0], &device).reshape([2, 1]),
+        )
+        .into_scalar();
+        assert!((big - 100.0).abs() < 1e-3, "{big}");
     }
 
     #[test]

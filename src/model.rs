@@ -26,7 +26,7 @@ use crate::data::{Matrix, check_pairs, to_tensor};
 use crate::error::{Result, SiameseError};
 use crate::io::{self, Extra};
 use crate::siamese::SiameseNetwork;
-use crate::train::{self, Evaluation, FitOptions, History, PairsRef, Validation};
+use crate::train::{self, Evaluation, FitOptions, History, PairData, PairsRef};
 
 /// A Siamese model with its loss and optimizer attached ("compiled", in Keras terms).
 pub struct Siamese {
@@ -120,9 +120,15 @@ impl Siamese {
         labels: &[f32],
         options: &FitOptions,
     ) -> Result<History> {
-        check_pairs(a, b, Some(labels), self.input_dim())?;
-        if let Validation::Data(v) = &options.validation {
-            check_pairs(&v.a, &v.b, Some(&v.labels), self.input_dim())
+        self.fit_pairs(PairData::Dense(PairsRef { a, b, labels }), options)
+    }
+
+    /// Trains on any [`PairData`]: dense pairs, or index pairs into one sample store (images
+    /// are then gathered per batch, never duplicated per pair).
+    pub fn fit_pairs(&mut self, data: PairData<'_>, options: &FitOptions) -> Result<History> {
+        data.check(self.input_dim())?;
+        if let Some(v) = options.validation.data() {
+            v.check(self.input_dim())
                 .map_err(|e| SiameseError::invalid("validation data", e.to_string()))?;
         }
         let network = self.network.clone();
@@ -131,7 +137,7 @@ impl Siamese {
             &mut self.optimizer,
             self.config.optimizer.lr(),
             &self.config.loss,
-            PairsRef { a, b, labels },
+            data,
             options,
         )?;
         self.network = network;
@@ -142,20 +148,16 @@ impl Siamese {
     /// flattened).
     pub fn predict(&self, a: &Matrix, b: &Matrix) -> Result<Vec<f32>> {
         check_pairs(a, b, None, self.input_dim())?;
-        let network = self.network.valid();
-        let device = train::network_device(&network);
-        let mut out = Vec::with_capacity(a.rows());
-        for start in (0..a.rows()).step_by(train::INFERENCE_BATCH) {
-            let end = (start + train::INFERENCE_BATCH).min(a.rows());
-            let d = network.forward(
-                to_tensor(&a.slice_rows(start, end), &device),
-                to_tensor(&b.slice_rows(start, end), &device),
-            );
-            out.extend(d.into_data().try_to_vec::<f32>().map_err(|e| {
-                SiameseError::Runtime(format!("cannot read distances back: {e:?}"))
-            })?);
-        }
-        Ok(out)
+        train::distances(
+            &self.network,
+            PairData::Dense(PairsRef { a, b, labels: &[] }),
+        )
+    }
+
+    /// Distances of any [`PairData`] (an indexed store is embedded once).
+    pub fn predict_pairs(&self, data: PairData<'_>) -> Result<Vec<f32>> {
+        data.check(self.input_dim())?;
+        train::distances(&self.network, data)
     }
 
     /// Embeddings of the rows of `x`: `[n, input_dim] → [n, embedding_dim]`.
@@ -190,13 +192,13 @@ impl Siamese {
         labels: &[f32],
         threshold: f32,
     ) -> Result<Evaluation> {
-        check_pairs(a, b, Some(labels), self.input_dim())?;
-        train::evaluate(
-            &self.network,
-            &self.config.loss,
-            PairsRef { a, b, labels },
-            threshold,
-        )
+        self.evaluate_pairs(PairData::Dense(PairsRef { a, b, labels }), threshold)
+    }
+
+    /// Loss and pair accuracy on any labelled [`PairData`].
+    pub fn evaluate_pairs(&self, data: PairData<'_>, threshold: f32) -> Result<Evaluation> {
+        data.check(self.input_dim())?;
+        train::evaluate(&self.network, &self.config.loss, data, threshold)
     }
 
     /// A Keras-style summary table: layers, output shapes, parameters.

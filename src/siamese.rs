@@ -24,11 +24,14 @@
 //! ```
 
 use burn::module::Module;
+use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::distance::Distance;
-use crate::encoder::{Encoder, EncoderConfig, MlpEncoderConfig};
+use crate::encoder::{Encoder, EncoderConfig, MlpEncoderConfig, glorot_dense};
 use crate::error::Result;
 
 /// Architecture of a Siamese network: the shared encoder and the distance that compares
@@ -41,6 +44,21 @@ pub struct SiameseConfig {
     /// How embeddings are compared.
     #[serde(default)]
     pub distance: Distance,
+    /// What turns two embeddings into the model's output.
+    #[serde(default)]
+    pub head: Head,
+}
+
+/// The head on top of the two embeddings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Head {
+    /// The distance itself (`distance`): trained with the contrastive loss.
+    #[default]
+    Distance,
+    /// Koch et al. (2015): `p = σ(wᵀ|e_a − e_b| + b)`, the probability of "same", trained with
+    /// binary cross-entropy; the model's distance is `d = 1 − p`.
+    WeightedL1,
 }
 
 impl SiameseConfig {
@@ -49,6 +67,7 @@ impl SiameseConfig {
         Self {
             encoder: EncoderConfig::Mlp(MlpEncoderConfig::reference(input_dim)),
             distance: Distance::Euclidean,
+            head: Head::Distance,
         }
     }
 
@@ -59,8 +78,16 @@ impl SiameseConfig {
 
     /// Builds the network on `device`, initialising weights from `seed`.
     pub fn init(&self, device: &Device, seed: u64) -> Result<SiameseNetwork> {
+        let weighted_l1 = match self.head {
+            Head::Distance => None,
+            Head::WeightedL1 => {
+                let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x4EAD);
+                Some(glorot_dense(self.encoder.output_dim(), 1, &mut rng, device))
+            }
+        };
         Ok(SiameseNetwork {
             encoder: self.encoder.init(device, seed)?,
+            weighted_l1,
             distance: self.distance,
         })
     }
@@ -71,14 +98,20 @@ impl SiameseConfig {
 pub struct SiameseNetwork {
     /// The one encoder shared by both branches.
     pub encoder: Encoder,
+    /// The weighted-L1 head's `|e_a − e_b| → logit` layer, when that head is used.
+    pub weighted_l1: Option<Linear>,
     #[module(skip)]
     distance: Distance,
 }
 
 impl SiameseNetwork {
-    /// A network from an already built encoder and a distance.
+    /// A network from an already built encoder and a distance (distance head).
     pub fn new(encoder: Encoder, distance: Distance) -> Self {
-        Self { encoder, distance }
+        Self {
+            encoder,
+            weighted_l1: None,
+            distance,
+        }
     }
 
     /// Embeds a batch: `[batch, input_dim] → [batch, emb]`.
@@ -94,10 +127,33 @@ impl SiameseNetwork {
         (both.clone().narrow(0, 0, n), both.narrow(0, n, n))
     }
 
+    /// The head's raw output from two batches of embeddings, `[batch, 1]`: the distance for
+    /// the distance head, the logit of "same" for the weighted-L1 head. Losses take these.
+    pub fn scores_from_embeddings(&self, ea: Tensor<2>, eb: Tensor<2>) -> Tensor<2> {
+        match &self.weighted_l1 {
+            None => self.distance.forward(ea, eb),
+            Some(layer) => layer.forward((ea - eb).abs()),
+        }
+    }
+
+    /// Turns scores into distances: the identity for the distance head, `d = 1 − σ(z) = σ(−z)`
+    /// for the weighted-L1 head (so `d < 0.5` ⇔ `p(same) > 0.5`).
+    pub fn distance_from_scores(&self, scores: Tensor<2>) -> Tensor<2> {
+        match &self.weighted_l1 {
+            None => scores,
+            Some(_) => burn::tensor::activation::sigmoid(scores.neg()),
+        }
+    }
+
+    /// The head's raw output for pairs: `[batch, input_dim]² → [batch, 1]`.
+    pub fn forward_scores(&self, a: Tensor<2>, b: Tensor<2>) -> Tensor<2> {
+        let (ea, eb) = self.forward_embeddings(a, b);
+        self.scores_from_embeddings(ea, eb)
+    }
+
     /// Distances between matching rows of `a` and `b`: `[batch, input_dim]² → [batch, 1]`.
     pub fn forward(&self, a: Tensor<2>, b: Tensor<2>) -> Tensor<2> {
-        let (ea, eb) = self.forward_embeddings(a, b);
-        self.distance.forward(ea, eb)
+        self.distance_from_scores(self.forward_scores(a, b))
     }
 
     /// The distance layer.

@@ -17,16 +17,18 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{Matrix, into_tensor, labels_tensor, to_tensor};
+use crate::data::augment::augment_rows;
+use crate::data::pairs::IndexPair;
+use crate::data::{Matrix, into_tensor, labels_tensor};
 use crate::error::{Result, SiameseError};
-use crate::loss::ContrastiveLoss;
+use crate::loss::LossConfig;
 use crate::siamese::SiameseNetwork;
 
 /// Pairs with labels, borrowed: `a[i]` and `b[i]` form pair `i`, `labels[i]` is 1 when similar.
@@ -41,14 +43,14 @@ pub struct PairsRef<'a> {
 }
 
 impl PairsRef<'_> {
-    /// Number of pairs.
+    /// Number of pairs (rows of `a`; `labels` may be empty when only predicting).
     pub fn len(&self) -> usize {
-        self.labels.len()
+        self.a.rows()
     }
 
     /// Whether there are no pairs.
     pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
+        self.len() == 0
     }
 }
 
@@ -83,6 +85,107 @@ impl Pairs {
     }
 }
 
+/// Pairs for training or evaluation: dense rows, or index pairs into one sample store (no
+/// pixel is held twice; the store's embeddings are computed once when evaluating).
+#[derive(Debug, Clone, Copy)]
+pub enum PairData<'a> {
+    /// `a[i]`, `b[i]`, `labels[i]`.
+    Dense(PairsRef<'a>),
+    /// `samples[pairs[k].i]`, `samples[pairs[k].j]`, `pairs[k].label`.
+    Indexed {
+        /// The sample store, one sample per row.
+        samples: &'a Matrix,
+        /// Pairs of row indices with their labels.
+        pairs: &'a [IndexPair],
+    },
+}
+
+impl<'a> From<PairsRef<'a>> for PairData<'a> {
+    fn from(p: PairsRef<'a>) -> Self {
+        Self::Dense(p)
+    }
+}
+
+impl PairData<'_> {
+    /// Number of pairs.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Dense(p) => p.len(),
+            Self::Indexed { pairs, .. } => pairs.len(),
+        }
+    }
+
+    /// Whether there are no pairs.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Label of pair `k`.
+    pub fn label(&self, k: usize) -> f32 {
+        match self {
+            Self::Dense(p) => p.labels[k],
+            Self::Indexed { pairs, .. } => pairs[k].label,
+        }
+    }
+
+    /// All labels, in order.
+    pub fn labels(&self) -> Vec<f32> {
+        (0..self.len()).map(|k| self.label(k)).collect()
+    }
+
+    /// Features per sample.
+    pub fn cols(&self) -> usize {
+        match self {
+            Self::Dense(p) => p.a.cols(),
+            Self::Indexed { samples, .. } => samples.cols(),
+        }
+    }
+
+    /// Dense copies of the pairs at positions `idx`: `(a, b, labels)`.
+    pub fn gather(&self, idx: &[usize]) -> (Matrix, Matrix, Vec<f32>) {
+        let labels = idx.iter().map(|&k| self.label(k)).collect();
+        match self {
+            Self::Dense(p) => (p.a.select_rows(idx), p.b.select_rows(idx), labels),
+            Self::Indexed { samples, pairs } => {
+                let i: Vec<usize> = idx.iter().map(|&k| pairs[k].i).collect();
+                let j: Vec<usize> = idx.iter().map(|&k| pairs[k].j).collect();
+                (samples.select_rows(&i), samples.select_rows(&j), labels)
+            }
+        }
+    }
+
+    /// Checks shapes, labels, indices and finiteness for a model of `input_dim` features.
+    pub fn check(&self, input_dim: usize) -> Result<()> {
+        match self {
+            Self::Dense(p) => crate::data::check_pairs(p.a, p.b, Some(p.labels), input_dim),
+            Self::Indexed { samples, pairs } => {
+                if samples.cols() != input_dim {
+                    return Err(SiameseError::shape(
+                        "samples",
+                        format!("{input_dim} features per sample (the model's input_dim)"),
+                        format!("{} features", samples.cols()),
+                    ));
+                }
+                if pairs.is_empty() {
+                    return Err(SiameseError::Empty("no pairs were given".into()));
+                }
+                if let Some(k) = pairs
+                    .iter()
+                    .position(|p| p.i >= samples.rows() || p.j >= samples.rows())
+                {
+                    return Err(SiameseError::invalid(
+                        "pairs",
+                        format!("pair {k} points past the {} samples", samples.rows()),
+                    ));
+                }
+                let labels: Vec<f32> = pairs.iter().map(|p| p.label).collect();
+                crate::loss::check_labels("pairs", &labels)?;
+                samples.check_finite("samples")
+            }
+        }
+    }
+}
+
 /// Where validation data comes from.
 #[derive(Debug, Clone, Default)]
 pub enum Validation {
@@ -93,6 +196,24 @@ pub enum Validation {
     Split(f32),
     /// Separate pairs (as Keras's `validation_data`).
     Data(Pairs),
+    /// Separate index pairs into their own sample store.
+    Indexed {
+        /// The validation samples.
+        samples: Matrix,
+        /// Pairs of indices into `samples`.
+        pairs: Vec<IndexPair>,
+    },
+}
+
+impl Validation {
+    /// The validation pairs, when they are given separately.
+    pub fn data(&self) -> Option<PairData<'_>> {
+        match self {
+            Self::Data(p) => Some(PairData::Dense(p.as_ref())),
+            Self::Indexed { samples, pairs } => Some(PairData::Indexed { samples, pairs }),
+            Self::None | Self::Split(_) => None,
+        }
+    }
 }
 
 /// Options of [`fit`], mirroring Keras's `Model.fit`.
@@ -112,6 +233,19 @@ pub struct FitOptions {
     pub threshold: f32,
     /// Print a progress bar and one line per epoch.
     pub verbose: bool,
+    /// Random affine augmentation of both images of every training pair (image inputs).
+    pub augment: Option<Augment>,
+}
+
+/// Augmentation of training images of `width × height` pixels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Augment {
+    /// The random transform ranges.
+    pub config: crate::data::augment::AugmentConfig,
+    /// Image width.
+    pub width: usize,
+    /// Image height.
+    pub height: usize,
 }
 
 impl Default for FitOptions {
@@ -124,6 +258,7 @@ impl Default for FitOptions {
             validation: Validation::None,
             threshold: 0.5,
             verbose: true,
+            augment: None,
         }
     }
 }
@@ -145,6 +280,9 @@ impl FitOptions {
         }
         if self.batch_size == 0 {
             return Err(SiameseError::config("batch_size", "must be at least 1"));
+        }
+        if let Some(a) = &self.augment {
+            a.config.validate()?;
         }
         if let Validation::Split(f) = self.validation
             && !(f > 0.0 && f < 1.0)
@@ -231,32 +369,74 @@ fn correct(d: Tensor<2>, y: Tensor<2>, threshold: f32) -> Tensor<2> {
     predicted_similar.equal(similar).float()
 }
 
-/// Loss and accuracy on `pairs`, without gradients, in batches of [`INFERENCE_BATCH`].
-pub fn evaluate(
-    network: &SiameseNetwork,
-    loss: &ContrastiveLoss,
-    pairs: PairsRef<'_>,
-    threshold: f32,
-) -> Result<Evaluation> {
+/// The head's scores (`[n, 1]`, see [`SiameseNetwork::forward_scores`]) of every pair, on the
+/// network's device, without gradients. An indexed store is embedded once; its pairs are then
+/// scored from the cached embeddings.
+pub fn scores(network: &SiameseNetwork, data: PairData<'_>) -> Result<Tensor<2>> {
     let network = network.valid();
     let device = network_device(&network);
-    let n = pairs.len();
-    let mut loss_sum = 0.0f64;
-    let mut correct_sum = 0.0f64;
-    for start in (0..n).step_by(INFERENCE_BATCH) {
-        let end = (start + INFERENCE_BATCH).min(n);
-        let a = to_tensor(&pairs.a.slice_rows(start, end), &device);
-        let b = to_tensor(&pairs.b.slice_rows(start, end), &device);
-        let y = labels_tensor(&pairs.labels[start..end], &device);
-        let d = network.forward(a, b);
-        let l: f32 = loss.forward(d.clone(), y.clone()).into_scalar();
-        let c: f32 = correct(d, y, threshold).sum().into_scalar();
-        loss_sum += l as f64 * (end - start) as f64;
-        correct_sum += c as f64;
+    let n = data.len();
+    if n == 0 {
+        return Err(SiameseError::Empty("no pairs to score".into()));
     }
+    let mut parts = Vec::with_capacity(n.div_ceil(INFERENCE_BATCH));
+    match data {
+        PairData::Dense(p) => {
+            for start in (0..n).step_by(INFERENCE_BATCH) {
+                let end = (start + INFERENCE_BATCH).min(n);
+                parts.push(network.forward_scores(
+                    into_tensor(p.a.slice_rows(start, end), &device),
+                    into_tensor(p.b.slice_rows(start, end), &device),
+                ));
+            }
+        }
+        PairData::Indexed { samples, pairs } => {
+            let m = samples.rows();
+            let mut emb = Vec::with_capacity(m.div_ceil(INFERENCE_BATCH));
+            for start in (0..m).step_by(INFERENCE_BATCH) {
+                let end = (start + INFERENCE_BATCH).min(m);
+                emb.push(network.embed(into_tensor(samples.slice_rows(start, end), &device)));
+            }
+            let emb = Tensor::cat(emb, 0);
+            let index = |ids: Vec<i64>| {
+                let len = ids.len();
+                Tensor::<1, Int>::from_data(TensorData::new(ids, [len]), &device)
+            };
+            for chunk in pairs.chunks(INFERENCE_BATCH) {
+                let ea = emb
+                    .clone()
+                    .select(0, index(chunk.iter().map(|p| p.i as i64).collect()));
+                let eb = emb
+                    .clone()
+                    .select(0, index(chunk.iter().map(|p| p.j as i64).collect()));
+                parts.push(network.scores_from_embeddings(ea, eb));
+            }
+        }
+    }
+    Ok(Tensor::cat(parts, 0))
+}
+
+/// Distances of every pair (`d < threshold` ⇒ similar), without gradients.
+pub fn distances(network: &SiameseNetwork, data: PairData<'_>) -> Result<Vec<f32>> {
+    read(network.distance_from_scores(scores(network, data)?))
+}
+
+/// Loss and accuracy on labelled pairs, without gradients.
+pub fn evaluate(
+    network: &SiameseNetwork,
+    loss: &LossConfig,
+    data: PairData<'_>,
+    threshold: f32,
+) -> Result<Evaluation> {
+    let s = scores(network, data)?;
+    let device = s.device();
+    let y = labels_tensor(&data.labels(), &device);
+    let l: f32 = loss.forward(s.clone(), y.clone()).into_scalar();
+    let d = network.distance_from_scores(s);
+    let c: f32 = correct(d, y, threshold).sum().into_scalar();
     Ok(Evaluation {
-        loss: (loss_sum / n as f64) as f32,
-        accuracy: (correct_sum / n as f64) as f32,
+        loss: l,
+        accuracy: c / data.len() as f32,
     })
 }
 
@@ -282,17 +462,21 @@ pub fn fit(
     mut network: SiameseNetwork,
     optimizer: &mut ModuleOptimizer,
     lr: f64,
-    loss: &ContrastiveLoss,
-    train: PairsRef<'_>,
+    loss: &LossConfig,
+    train: PairData<'_>,
     options: &FitOptions,
 ) -> Result<(SiameseNetwork, History)> {
     options.validate()?;
     // Keras takes validation_split from the end, before any shuffling.
     let (train_pairs, split_val);
-    let (train, val): (PairsRef<'_>, Option<PairsRef<'_>>) = match &options.validation {
-        Validation::None => (train, None),
-        Validation::Data(p) => (train, Some(p.as_ref())),
-        Validation::Split(f) => {
+    let (train, val): (PairData<'_>, Option<PairData<'_>>) = match (&options.validation, train) {
+        (Validation::Split(_), PairData::Indexed { .. }) => {
+            return Err(SiameseError::config(
+                "validation_split",
+                "split index pairs by sample or class before training (see data::pairs)",
+            ));
+        }
+        (Validation::Split(f), PairData::Dense(train)) => {
             let n = train.len();
             let n_val = ((n as f64) * (*f as f64)).round() as usize;
             if n_val == 0 || n_val >= n {
@@ -310,8 +494,12 @@ pub fn fit(
             };
             train_pairs = owned.select(&idx);
             split_val = owned.select(&vidx);
-            (train_pairs.as_ref(), Some(split_val.as_ref()))
+            (
+                PairData::Dense(train_pairs.as_ref()),
+                Some(PairData::Dense(split_val.as_ref())),
+            )
         }
+        (v, train) => (train, v.data()),
     };
     let n = train.len();
     if n == 0 {
@@ -320,6 +508,7 @@ pub fn fit(
     let device = network_device(&network);
     network.encoder.reseed(options.seed);
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+    let mut augment_rng = ChaCha8Rng::seed_from_u64(options.seed ^ 0xA06_3E47);
     let mut order: Vec<usize> = (0..n).collect();
     let steps = n.div_ceil(options.batch_size);
     let mut history = History::default();
@@ -339,14 +528,19 @@ pub fn fit(
             // Each batch is gathered on the host into fresh contiguous tensors: measured
             // faster on flex than gathering or slicing device-resident copies.
             let idx = &order[start..start + size];
-            let labels: Vec<f32> = idx.iter().map(|&i| train.labels[i]).collect();
-            let a = into_tensor(train.a.select_rows(idx), &device);
-            let b = into_tensor(train.b.select_rows(idx), &device);
+            let (mut a, mut b, labels) = train.gather(idx);
+            if let Some(aug) = &options.augment {
+                for m in [&mut a, &mut b] {
+                    augment_rows(m, aug.width, aug.height, &aug.config, &mut augment_rng)?;
+                }
+            }
+            let a = into_tensor(a, &device);
+            let b = into_tensor(b, &device);
             let y = labels_tensor(&labels, &device);
-            let d = network.forward(a, b);
-            let l = loss.forward(d.clone(), y);
+            let s = network.forward_scores(a, b);
+            let l = loss.forward(s.clone(), y);
             batch_losses.push(l.clone().detach());
-            distances.push(d.detach());
+            distances.push(network.distance_from_scores(s.detach()));
             let grads = GradientsParams::from_grads(l.backward(), &network);
             network = optimizer.step(lr, network, grads);
             bar.inc(1);
@@ -364,7 +558,7 @@ pub fn fit(
         let epoch_acc = distances
             .iter()
             .zip(&order)
-            .filter(|&(&d, &i)| (d < options.threshold) == (train.labels[i] >= 0.5))
+            .filter(|&(&d, &i)| (d < options.threshold) == (train.label(i) >= 0.5))
             .count() as f32
             / n as f32;
         if !epoch_loss.is_finite() {

@@ -460,7 +460,18 @@ fn bad_flags_are_usage_errors() {
     assert_eq!(o.status.code(), Some(2));
     let o = siamese(&["train", "--output", "m"], tmp.path());
     assert_input_error(&o, &["--source"]);
-    let o = siamese(&["train", "--source", "pairs", "--data", "p", "--momentum", "0.9"], tmp.path());
+    let o = siamese(
+        &[
+            "train",
+            "--source",
+            "pairs",
+            "--data",
+            "p",
+            "--momentum",
+            "0.9",
+        ],
+        tmp.path(),
+    );
     assert_input_error(&o, &["momentum", "rmsprop"]);
 }
 

@@ -28,23 +28,18 @@ fn mnist_recipe_short_learns() {
     run.train.epochs = 6;
     let data = prepare(&run.data, run.train.seed).unwrap();
     assert_eq!(data.input_dim, 784);
-    let total = data.train.a.rows() + data.test.a.rows();
+    let total = data.train.len() + data.test.len();
     assert!(total > 10_000, "{total} pairs");
-    let mut model = Siamese::new(run.model_config(data.input_dim), &Device::flex()).unwrap();
-    let before = model
-        .evaluate(&data.test.a, &data.test.b, &data.test.labels, 0.5)
-        .unwrap();
+    let mut model =
+        Siamese::new(run.model_config(data.input_dim).unwrap(), &Device::flex()).unwrap();
+    let before = model.evaluate_pairs(data.test.data(), 0.5).unwrap();
     let options = FitOptions {
         verbose: false,
         seed: run.train.seed,
         ..FitOptions::new(run.train.epochs, run.train.batch_size)
     };
-    model
-        .fit(&data.train.a, &data.train.b, &data.train.labels, &options)
-        .unwrap();
-    let after = model
-        .evaluate(&data.test.a, &data.test.b, &data.test.labels, 0.5)
-        .unwrap();
+    model.fit_pairs(data.train.data(), &options).unwrap();
+    let after = model.evaluate_pairs(data.test.data(), 0.5).unwrap();
     eprintln!(
         "MNIST short recipe: test accuracy {:.4} (untrained {:.4})",
         after.accuracy, before.accuracy

@@ -85,7 +85,9 @@ fn whole_model_gradient_matches_finite_differences() {
         Tensor::from_floats(b, &device),
     );
     let grads = loss.forward(d, Tensor::from_floats(y, &device)).backward();
-    let Encoder::Mlp(mlp) = &net.encoder;
+    let Encoder::Mlp(mlp) = &net.encoder else {
+        unreachable!("tiny() builds an MLP")
+    };
     let g1 = mlp.layers[0]
         .weight
         .val()
@@ -163,6 +165,7 @@ fn same_seed_same_training() {
                         ..MlpEncoderConfig::reference(20)
                     }),
                     distance: Distance::Euclidean,
+                    head: Head::Distance,
                 },
                 ..ModelConfig::reference(20)
             },

@@ -8,6 +8,7 @@ pub mod prepare;
 
 use crate::error::{Result, SiameseError};
 
+pub mod augment;
 pub mod idx;
 pub mod images;
 pub mod info;

@@ -18,7 +18,7 @@ use crate::data::images::ImageOptions;
 use crate::data::pairs::{self, IndexPair};
 use crate::data::{LabelledSamples, Matrix};
 use crate::error::{Result, SiameseError};
-use crate::train::Pairs;
+use crate::train::{PairData, Pairs, Validation};
 
 /// Environment variable naming the folder where named datasets are looked up.
 pub const DATA_DIR_VAR: &str = "SIAMESE_DATA_DIR";
@@ -62,18 +62,72 @@ pub struct Preprocessing {
     pub image: Option<ImageOptions>,
 }
 
+/// One part of the data: dense pairs, or index pairs into labelled samples (sample sources:
+/// each image is stored once however many pairs use it).
+#[derive(Debug, Clone)]
+pub enum PairSet {
+    /// Dense pairs (ready-made pair sources).
+    Dense(Pairs),
+    /// Index pairs into class-labelled samples.
+    Indexed {
+        /// The samples of this part, with their classes.
+        samples: LabelledSamples,
+        /// Pairs of indices into `samples`.
+        pairs: Vec<IndexPair>,
+    },
+}
+
+impl PairSet {
+    /// The pairs, borrowed for training or evaluation.
+    pub fn data(&self) -> PairData<'_> {
+        match self {
+            Self::Dense(p) => PairData::Dense(p.as_ref()),
+            Self::Indexed { samples, pairs } => PairData::Indexed {
+                samples: &samples.samples,
+                pairs,
+            },
+        }
+    }
+
+    /// Number of pairs.
+    pub fn len(&self) -> usize {
+        self.data().len()
+    }
+
+    /// Whether there are no pairs.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The class-labelled samples behind index pairs.
+    pub fn samples(&self) -> Option<&LabelledSamples> {
+        match self {
+            Self::Dense(_) => None,
+            Self::Indexed { samples, .. } => Some(samples),
+        }
+    }
+
+    /// The part as `fit`'s validation data.
+    pub fn into_validation(self) -> Validation {
+        match self {
+            Self::Dense(p) => Validation::Data(p),
+            Self::Indexed { samples, pairs } => Validation::Indexed {
+                samples: samples.samples,
+                pairs,
+            },
+        }
+    }
+}
+
 /// Pairs ready for training and evaluation.
 #[derive(Debug, Clone)]
 pub struct PreparedData {
     /// Training pairs.
-    pub train: Pairs,
+    pub train: PairSet,
     /// Validation pairs, when `validation_fraction > 0`.
-    pub validation: Option<Pairs>,
+    pub validation: Option<PairSet>,
     /// Held-out test pairs.
-    pub test: Pairs,
-    /// The test samples with their classes (sample sources only): for embedding maps and
-    /// one-shot trials.
-    pub test_samples: Option<LabelledSamples>,
+    pub test: PairSet,
     /// Features per sample.
     pub input_dim: usize,
     /// How samples were preprocessed.
@@ -282,13 +336,18 @@ fn from_samples(
     }
     description.push(describe("test", &test, &test_pairs));
     Ok(PreparedData {
-        train: pairs::materialize(&train.samples, &train_pairs),
-        validation: match (&val, &val_pairs) {
-            (Some(v), Some(p)) => Some(pairs::materialize(&v.samples, p)),
+        train: PairSet::Indexed {
+            samples: train,
+            pairs: train_pairs,
+        },
+        validation: match (val, val_pairs) {
+            (Some(samples), Some(pairs)) => Some(PairSet::Indexed { samples, pairs }),
             _ => None,
         },
-        test: pairs::materialize(&test.samples, &test_pairs),
-        test_samples: Some(test),
+        test: PairSet::Indexed {
+            samples: test,
+            pairs: test_pairs,
+        },
         input_dim: all.samples.cols(),
         preprocessing,
         description,
@@ -335,10 +394,9 @@ fn from_pairs(
     }
     description.push(describe("test", &test_idx));
     Ok(PreparedData {
-        train: all.select(&train_idx),
-        validation: val_idx.map(|v| all.select(&v)),
-        test: all.select(&test_idx),
-        test_samples: None,
+        train: PairSet::Dense(all.select(&train_idx)),
+        validation: val_idx.map(|v| PairSet::Dense(all.select(&v))),
+        test: PairSet::Dense(all.select(&test_idx)),
         input_dim: all.a.cols(),
         preprocessing,
         description,

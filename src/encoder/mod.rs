@@ -28,6 +28,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SiameseError};
 
+pub mod conv;
+
+use conv::{ConvEncoder, ConvEncoderConfig};
+
 /// Element-wise activation applied after each hidden dense layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -306,6 +310,8 @@ impl MlpEncoder {
 pub enum EncoderConfig {
     /// A multi-layer perceptron on flat vectors.
     Mlp(MlpEncoderConfig),
+    /// A convolutional network on images.
+    Conv(ConvEncoderConfig),
 }
 
 impl EncoderConfig {
@@ -313,6 +319,7 @@ impl EncoderConfig {
     pub fn validate(&self) -> Result<()> {
         match self {
             Self::Mlp(c) => c.validate(),
+            Self::Conv(c) => c.validate(),
         }
     }
 
@@ -320,6 +327,7 @@ impl EncoderConfig {
     pub fn input_dim(&self) -> usize {
         match self {
             Self::Mlp(c) => c.input_dim,
+            Self::Conv(c) => c.input_dim(),
         }
     }
 
@@ -327,6 +335,7 @@ impl EncoderConfig {
     pub fn output_dim(&self) -> usize {
         match self {
             Self::Mlp(c) => c.output_dim(),
+            Self::Conv(c) => c.output_dim().unwrap_or(0),
         }
     }
 
@@ -334,6 +343,7 @@ impl EncoderConfig {
     pub fn init(&self, device: &Device, seed: u64) -> Result<Encoder> {
         Ok(match self {
             Self::Mlp(c) => Encoder::Mlp(c.init(device, seed)?),
+            Self::Conv(c) => Encoder::Conv(c.init(device, seed)?),
         })
     }
 
@@ -368,6 +378,7 @@ impl EncoderConfig {
                 }
                 rows
             }
+            Self::Conv(c) => c.layer_rows(),
         }
     }
 }
@@ -377,6 +388,8 @@ impl EncoderConfig {
 pub enum Encoder {
     /// A multi-layer perceptron.
     Mlp(MlpEncoder),
+    /// A convolutional network.
+    Conv(ConvEncoder),
 }
 
 impl Encoder {
@@ -384,6 +397,7 @@ impl Encoder {
     pub fn reseed(&self, seed: u64) {
         match self {
             Self::Mlp(m) => m.reseed(seed),
+            Self::Conv(m) => m.reseed(seed),
         }
     }
 
@@ -391,6 +405,7 @@ impl Encoder {
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         match self {
             Self::Mlp(m) => m.forward(x),
+            Self::Conv(m) => m.forward(x),
         }
     }
 }
