@@ -956,29 +956,3 @@ mod tests {
         assert!(empty.is_identity());
     }
 }
-#[cfg(test)]
-mod perf_tmp {
-    use super::*;
-    use rand::SeedableRng;
-    #[test]
-    fn perf_tmp() {
-        let mut m = Matrix::new(10_000, 784, vec![0.5; 7_840_000]).unwrap();
-        let c = AugmentConfig {
-            rotation: 10.0,
-            shift: 0.1,
-            scale: 0.1,
-            shear: 5.0,
-            fill: 0.0,
-        };
-        let t = std::time::Instant::now();
-        augment_rows(
-            &mut m,
-            28,
-            28,
-            &c,
-            &mut rand_chacha::ChaCha8Rng::seed_from_u64(0),
-        )
-        .unwrap();
-        eprintln!("PERF 10k 28x28: {:?}", t.elapsed());
-    }
-}
