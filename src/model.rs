@@ -209,22 +209,22 @@ impl Siamese {
         let mut lines = vec![
             "Model: \"siamese\"".to_string(),
             format!(
-                "{:<30}{:<20}{:>12}  {}",
+                "{:<36}{:<22}{:>12}  {}",
                 "Layer (type)", "Output Shape", "Param #", "Connected to"
             ),
-            "=".repeat(80),
+            "=".repeat(90),
         ];
         let dim = enc.input_dim();
         for input in ["input_a", "input_b"] {
             lines.push(format!(
-                "{:<30}{:<20}{:>12}",
+                "{:<36}{:<22}{:>12}",
                 format!("{input} (Input)"),
                 format!("(None, {dim})"),
                 0
             ));
         }
         lines.push(format!(
-            "{:<30}{:<20}{:>12}  {}",
+            "{:<36}{:<22}{:>12}  {}",
             "encoder (shared)",
             format!("(None, {})", enc.output_dim()),
             group(total),
@@ -232,20 +232,20 @@ impl Siamese {
         ));
         for (name, kind, shape, params) in &rows {
             lines.push(format!(
-                "{:<30}{:<20}{:>12}",
+                "{:<36}{:<22}{:>12}",
                 format!("  {name} ({kind})"),
                 shape,
                 group(*params)
             ));
         }
         lines.push(format!(
-            "{:<30}{:<20}{:>12}  {}",
+            "{:<36}{:<22}{:>12}  {}",
             format!("distance ({})", self.config.network.distance.name()),
             "(None, 1)",
             0,
             "encoder(a), encoder(b)"
         ));
-        lines.push("=".repeat(80));
+        lines.push("=".repeat(90));
         lines.push(format!("Total params: {}", group(total)));
         lines.push(format!(
             "Trainable params: {}",

@@ -365,3 +365,175 @@ fn reference_network_params_count() {
         .unwrap();
     assert_eq!(net.num_params(), 45_952);
 }
+
+#[test]
+fn weighted_l1_head_with_bce_learns() {
+    let task = ClassTask::new(10, 20, 0.5, 3);
+    let (a, b, y) = task.pairs(2000, 1);
+    let (ta, tb, ty) = task.pairs(500, 2);
+    let config = ModelConfig {
+        network: SiameseConfig {
+            head: Head::WeightedL1,
+            ..SiameseConfig::reference(20)
+        },
+        loss: LossConfig::binary_cross_entropy(),
+        ..ModelConfig::reference(20)
+    };
+    let mut model = Siamese::new(config, &Device::flex()).unwrap();
+    model.fit(&a, &b, &y, &quiet(10, 32)).unwrap();
+    let d = model.predict(&ta, &tb).unwrap();
+    // d = 1 − p(same) lies in (0, 1); d < 0.5 means "same".
+    assert!(d.iter().all(|&v| (0.0..=1.0).contains(&v)));
+    let e = model.evaluate(&ta, &tb, &ty, 0.5).unwrap();
+    assert!(e.accuracy >= 0.95, "held-out accuracy {}", e.accuracy);
+}
+
+#[test]
+fn head_and_loss_must_match() {
+    let mut c = ModelConfig::reference(4);
+    c.loss = LossConfig::binary_cross_entropy();
+    let err = Siamese::new(c, &Device::flex()).unwrap_err().to_string();
+    assert!(
+        err.contains("loss.type") && err.contains("weighted-l1"),
+        "{err}"
+    );
+    let mut c = ModelConfig::reference(4);
+    c.network.head = Head::WeightedL1;
+    let err = Siamese::new(c, &Device::flex()).unwrap_err().to_string();
+    assert!(err.contains("model.head"), "{err}");
+}
+
+#[test]
+fn index_pairs_train_exactly_like_dense_pairs() {
+    use siamese::data::pairs::{IndexPair, materialize};
+    let task = ClassTask::new(3, 12, 0.3, 5);
+    let (samples, _, _) = task.pairs(30, 1);
+    let pairs: Vec<IndexPair> = (0..60)
+        .map(|k| IndexPair {
+            i: k % 30,
+            j: (k * 7 + 3) % 30,
+            label: (k % 2) as f32,
+        })
+        .collect();
+    let dense = materialize(&samples, &pairs);
+    let run = |data: PairData<'_>| {
+        let mut model = Siamese::reference(12, 4).unwrap();
+        let h = model.fit_pairs(data, &quiet(3, 8)).unwrap();
+        (h.loss(), model.predict_pairs(data).unwrap())
+    };
+    let indexed = run(PairData::Indexed {
+        samples: &samples,
+        pairs: &pairs,
+    });
+    let dense = run(PairData::Dense(dense.as_ref()));
+    assert_eq!(indexed, dense);
+    let bad = [IndexPair {
+        i: 0,
+        j: 30,
+        label: 1.0,
+    }];
+    let mut model = Siamese::reference(12, 4).unwrap();
+    let err = model
+        .fit_pairs(
+            PairData::Indexed {
+                samples: &samples,
+                pairs: &bad,
+            },
+            &quiet(1, 8),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("pair 0"), "{err}");
+}
+
+#[test]
+fn augmentation_is_seeded() {
+    use siamese::data::augment::AugmentConfig;
+    use siamese::train::Augment;
+    let task = ClassTask::new(3, 64, 0.3, 5);
+    let (a, b, y) = task.pairs(64, 1);
+    let augment = Augment {
+        config: AugmentConfig {
+            rotation: 10.0,
+            shift: 0.1,
+            scale: 0.1,
+            shear: 5.0,
+            fill: 0.0,
+        },
+        width: 8,
+        height: 8,
+    };
+    let run = |augment: Option<Augment>| {
+        let mut model = Siamese::reference(64, 4).unwrap();
+        model
+            .fit(
+                &a,
+                &b,
+                &y,
+                &FitOptions {
+                    augment,
+                    ..quiet(2, 16)
+                },
+            )
+            .unwrap()
+            .loss()
+    };
+    let with = run(Some(augment.clone()));
+    assert_eq!(with, run(Some(augment)));
+    assert_ne!(with, run(None));
+}
+
+#[test]
+fn conv_encoder_learns_on_small_images() {
+    use siamese::encoder::conv::{ConvEncoderConfig, ConvLayerConfig, Padding};
+    let task = ClassTask::new(5, 64, 0.3, 9);
+    let (a, b, y) = task.pairs(1000, 1);
+    let (ta, tb, ty) = task.pairs(300, 2);
+    let encoder = ConvEncoderConfig {
+        width: 8,
+        height: 8,
+        channels: 1,
+        layers: vec![
+            ConvLayerConfig::Conv2d {
+                filters: 8,
+                kernel: 3,
+                stride: 1,
+                padding: Padding::Same,
+                activation: Activation::Relu,
+            },
+            ConvLayerConfig::MaxPool2d {
+                size: 2,
+                stride: None,
+            },
+            ConvLayerConfig::Flatten,
+            ConvLayerConfig::Dropout { rate: 0.1 },
+            ConvLayerConfig::Dense {
+                units: 32,
+                activation: Activation::Linear,
+            },
+        ],
+    };
+    let config = ModelConfig {
+        network: SiameseConfig {
+            encoder: EncoderConfig::Conv(encoder),
+            distance: Distance::Euclidean,
+            head: Head::Distance,
+        },
+        ..ModelConfig::reference(64)
+    };
+    let mut model = Siamese::new(config, &Device::flex()).unwrap();
+    assert!(
+        model.summary().contains("Conv2D 8@3×3"),
+        "{}",
+        model.summary()
+    );
+    let h = model.fit(&a, &b, &y, &quiet(8, 32)).unwrap();
+    let e = model.evaluate(&ta, &tb, &ty, 0.5).unwrap();
+    let d = model.predict(&ta, &tb).unwrap();
+    assert!(
+        e.accuracy >= 0.9,
+        "held-out accuracy {} history {:?} d {:?}",
+        e.accuracy,
+        h.epochs,
+        &d[..6]
+    );
+}
