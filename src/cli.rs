@@ -623,20 +623,13 @@ fn load_pair_data(
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
     {
-        let convention = match pair_labels {
-            PairLabels::OneMeansSimilar => crate::data::pairlist::LabelConvention::OneMeansSimilar,
-            PairLabels::OneMeansDifferent => {
-                crate::data::pairlist::LabelConvention::OneMeansDifferent
-            }
-        };
-        let list = crate::data::pairlist::read_pair_list_with(&data, convention)?;
         let opts = preprocessing(model).and_then(|p| p.image).ok_or_else(|| {
             SiameseError::invalid(
                 data.display().to_string(),
                 "a pair list of images needs a model trained on images",
             )
         })?;
-        crate::data::pairlist::load_pair_images(&list, &opts)?
+        prepare::load_pair_list(&data, pair_labels, &opts)?
     } else {
         crate::data::npy::read_pairs(&data)?
     };

@@ -109,6 +109,15 @@ pub enum PairLabels {
     OneMeansDifferent,
 }
 
+impl From<PairLabels> for crate::data::pairlist::LabelConvention {
+    fn from(p: PairLabels) -> Self {
+        match p {
+            PairLabels::OneMeansSimilar => Self::OneMeansSimilar,
+            PairLabels::OneMeansDifferent => Self::OneMeansDifferent,
+        }
+    }
+}
+
 /// The `[data]` section of a run config.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -12,6 +12,7 @@
 use std::path::Path;
 use std::sync::Once;
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -166,28 +167,71 @@ fn plot_err(path: &Path, e: impl std::fmt::Display) -> SiameseError {
 
 const SIZE: (u32, u32) = (800, 600);
 
+/// A chart with f64 axes on a bitmap.
+type Chart<'a, 'b> =
+    ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// Fills `root` white and draws a titled chart over `x × y` with its grid and axis titles
+/// (`x_format` formats the x tick labels when given).
+fn frame<'a, 'b>(
+    root: &'a DrawingArea<BitMapBackend<'b>, plotters::coord::Shift>,
+    path: &Path,
+    title: &str,
+    (x, y): (std::ops::Range<f64>, std::ops::Range<f64>),
+    (x_desc, y_desc): (&str, &str),
+    x_format: Option<&dyn Fn(&f64) -> String>,
+) -> Result<Chart<'a, 'b>> {
+    root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, (FONT_NAME, 26))
+        .margin(20)
+        .x_label_area_size(50)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x, y)
+        .map_err(|e| plot_err(path, e))?;
+    let mut mesh = chart.configure_mesh();
+    mesh.x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style((FONT_NAME, 16))
+        .axis_desc_style((FONT_NAME, 18));
+    if let Some(f) = x_format {
+        mesh.x_label_formatter(f);
+    }
+    mesh.draw().map_err(|e| plot_err(path, e))?;
+    Ok(chart)
+}
+
+/// Draws the legend of the labelled series at `position`.
+fn legend<'a, 'b: 'a>(
+    chart: &mut Chart<'a, 'b>,
+    path: &Path,
+    position: SeriesLabelPosition,
+    size: u32,
+) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .label_font((FONT_NAME, size))
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK.mix(0.4))
+        .draw()
+        .map_err(|e| plot_err(path, e))
+}
+
 /// Draws the ROC curve with its EER point and the chance diagonal.
 pub fn plot_roc(path: &Path, distances: &[f32], labels: &[f32]) -> Result<()> {
     register_font();
     let r = roc(distances, labels)?;
     let eer = r.eer();
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(format!("ROC curve (AUC = {:.4})", r.auc()), (FONT_NAME, 26))
-        .margin(20)
-        .x_label_area_size(50)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..1.0, 0.0..1.0)
-        .map_err(|e| plot_err(path, e))?;
-    chart
-        .configure_mesh()
-        .x_desc("false accept rate (FAR)")
-        .y_desc("true accept rate (1 − FRR)")
-        .label_style((FONT_NAME, 16))
-        .axis_desc_style((FONT_NAME, 18))
-        .draw()
-        .map_err(|e| plot_err(path, e))?;
+    let mut chart = frame(
+        &root,
+        path,
+        &format!("ROC curve (AUC = {:.4})", r.auc()),
+        (0.0..1.0, 0.0..1.0),
+        ("false accept rate (FAR)", "true accept rate (1 − FRR)"),
+        None,
+    )?;
     chart
         .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.3)))
         .map_err(|e| plot_err(path, e))?
@@ -214,14 +258,7 @@ pub fn plot_roc(path: &Path, distances: &[f32], labels: &[f32]) -> Result<()> {
             eer.threshold
         ))
         .legend(|(x, y)| Circle::new((x + 10, y), 5, RED.filled()));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .label_font((FONT_NAME, 16))
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK.mix(0.4))
-        .draw()
-        .map_err(|e| plot_err(path, e))?;
+    legend(&mut chart, path, SeriesLabelPosition::LowerRight, 16)?;
     root.present().map_err(|e| plot_err(path, e))
 }
 
@@ -255,22 +292,14 @@ pub fn plot_distances(
         * 1.1
         + 1e-9;
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption("Distances of test pairs", (FONT_NAME, 26))
-        .margin(20)
-        .x_label_area_size(50)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0.0..max, 0.0..top)
-        .map_err(|e| plot_err(path, e))?;
-    chart
-        .configure_mesh()
-        .x_desc("distance d")
-        .y_desc("fraction of pairs")
-        .label_style((FONT_NAME, 16))
-        .axis_desc_style((FONT_NAME, 18))
-        .draw()
-        .map_err(|e| plot_err(path, e))?;
+    let mut chart = frame(
+        &root,
+        path,
+        "Distances of test pairs",
+        (0.0..max, 0.0..top),
+        ("distance d", "fraction of pairs"),
+        None,
+    )?;
     for (class, color, name) in [(1usize, GREEN, "similar"), (0, RED, "dissimilar")] {
         let n = if class == 1 { n_pos } else { n_neg };
         chart
@@ -293,14 +322,7 @@ pub fn plot_distances(
         .map_err(|e| plot_err(path, e))?
         .label(format!("threshold {threshold:.3}"))
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(2)));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .label_font((FONT_NAME, 16))
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK.mix(0.4))
-        .draw()
-        .map_err(|e| plot_err(path, e))?;
+    legend(&mut chart, path, SeriesLabelPosition::UpperRight, 16)?;
     root.present().map_err(|e| plot_err(path, e))
 }
 
@@ -323,23 +345,14 @@ pub fn plot_history(path: &Path, history: &History) -> Result<()> {
         * 1.1
         + 1e-9;
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption("Loss per epoch", (FONT_NAME, 26))
-        .margin(20)
-        .x_label_area_size(50)
-        .y_label_area_size(70)
-        .build_cartesian_2d(1.0..(n.max(2) as f64), 0.0..top)
-        .map_err(|e| plot_err(path, e))?;
-    chart
-        .configure_mesh()
-        .x_desc("epoch")
-        .y_desc("contrastive loss")
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .label_style((FONT_NAME, 16))
-        .axis_desc_style((FONT_NAME, 18))
-        .draw()
-        .map_err(|e| plot_err(path, e))?;
+    let mut chart = frame(
+        &root,
+        path,
+        "Loss per epoch",
+        (1.0..(n.max(2) as f64), 0.0..top),
+        ("epoch", "contrastive loss"),
+        Some(&|x: &f64| format!("{x:.0}")),
+    )?;
     let series: [Curve; 2] = [
         (
             "loss",
@@ -379,14 +392,7 @@ pub fn plot_history(path: &Path, history: &History) -> Result<()> {
             )
             .map_err(|e| plot_err(path, e))?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .label_font((FONT_NAME, 16))
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK.mix(0.4))
-        .draw()
-        .map_err(|e| plot_err(path, e))?;
+    legend(&mut chart, path, SeriesLabelPosition::UpperRight, 16)?;
     root.present().map_err(|e| plot_err(path, e))
 }
 
@@ -482,22 +488,14 @@ pub fn plot_embeddings(
     let pad = |a: f64, b: f64| ((b - a) * 0.05).max(1e-6);
     let (px, py) = (pad(x0, x1), pad(y0, y1));
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption("Test embeddings (PCA)", (FONT_NAME, 26))
-        .margin(20)
-        .x_label_area_size(50)
-        .y_label_area_size(70)
-        .build_cartesian_2d((x0 - px)..(x1 + px), (y0 - py)..(y1 + py))
-        .map_err(|e| plot_err(path, e))?;
-    chart
-        .configure_mesh()
-        .x_desc("principal component 1")
-        .y_desc("principal component 2")
-        .label_style((FONT_NAME, 16))
-        .axis_desc_style((FONT_NAME, 18))
-        .draw()
-        .map_err(|e| plot_err(path, e))?;
+    let mut chart = frame(
+        &root,
+        path,
+        "Test embeddings (PCA)",
+        ((x0 - px)..(x1 + px), (y0 - py)..(y1 + py)),
+        ("principal component 1", "principal component 2"),
+        None,
+    )?;
     let mut classes: Vec<usize> = labels.to_vec();
     classes.sort_unstable();
     classes.dedup();
@@ -519,14 +517,7 @@ pub fn plot_embeddings(
                 .legend(move |(x, y)| Circle::new((x + 8, y), 4, color.filled()));
         }
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .label_font((FONT_NAME, 14))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.4))
-        .draw()
-        .map_err(|e| plot_err(path, e))?;
+    legend(&mut chart, path, SeriesLabelPosition::UpperRight, 14)?;
     root.present().map_err(|e| plot_err(path, e))
 }
 

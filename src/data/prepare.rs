@@ -182,17 +182,8 @@ pub fn prepare(config: &DataConfig, seed: u64) -> Result<PreparedData> {
             )
         }
         DataSource::PairList => {
-            let convention = match config.pair_labels {
-                PairLabels::OneMeansSimilar => {
-                    crate::data::pairlist::LabelConvention::OneMeansSimilar
-                }
-                PairLabels::OneMeansDifferent => {
-                    crate::data::pairlist::LabelConvention::OneMeansDifferent
-                }
-            };
-            let list = crate::data::pairlist::read_pair_list_with(&path, convention)?;
             let opts = image_options(config);
-            let all = crate::data::pairlist::load_pair_images(&list, &opts)?;
+            let all = load_pair_list(&path, config.pair_labels, &opts)?;
             from_pairs(
                 config,
                 all,
@@ -204,6 +195,12 @@ pub fn prepare(config: &DataConfig, seed: u64) -> Result<PreparedData> {
             )
         }
     }
+}
+
+/// Reads a pair-list CSV with its label convention and loads its images.
+pub fn load_pair_list(path: &Path, labels: PairLabels, opts: &ImageOptions) -> Result<Pairs> {
+    let list = crate::data::pairlist::read_pair_list_with(path, labels.into())?;
+    crate::data::pairlist::load_pair_images(&list, opts)
 }
 
 fn limit(s: LabelledSamples, limit: Option<usize>) -> LabelledSamples {

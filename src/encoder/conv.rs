@@ -114,6 +114,15 @@ pub enum LayerShape {
 }
 
 impl LayerShape {
+    /// Channels of feature maps, or features of a flat vector: what the next layer's
+    /// parameters are sized by.
+    fn features(self) -> usize {
+        match self {
+            Self::Spatial([c, _, _]) => c,
+            Self::Flat(n) => n,
+        }
+    }
+
     fn describe(self) -> String {
         match self {
             Self::Spatial([c, h, w]) => format!("(None, {c}, {h}, {w})"),
@@ -387,10 +396,7 @@ impl ConvEncoderConfig {
             .zip(shapes.iter().zip(&inputs))
             .enumerate()
             .map(|(i, (layer, (out, inp)))| {
-                let in_channels = match inp {
-                    LayerShape::Spatial([c, _, _]) => *c,
-                    LayerShape::Flat(n) => *n,
-                };
+                let in_channels = inp.features();
                 let (name, kind, params) = match layer {
                     L::Conv2d {
                         filters,
@@ -427,10 +433,7 @@ impl ConvEncoderConfig {
         let mut modules = Vec::new();
         let mut input = LayerShape::Spatial([self.channels, self.height, self.width]);
         for (i, (layer, &out)) in self.layers.iter().zip(&shapes).enumerate() {
-            let width_in = match input {
-                LayerShape::Spatial([c, _, _]) => c,
-                LayerShape::Flat(n) => n,
-            };
+            let width_in = input.features();
             match *layer {
                 L::Conv2d {
                     filters,
