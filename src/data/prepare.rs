@@ -169,28 +169,23 @@ pub fn prepare(config: &DataConfig, seed: u64) -> Result<PreparedData> {
                 },
             )
         }
-        DataSource::Pairs => {
-            let all = crate::data::npy::read_pairs(&path)?;
+        DataSource::Pairs | DataSource::PairList => {
+            let (all, image) = if config.source == DataSource::Pairs {
+                (crate::data::npy::read_pairs(&path)?, None)
+            } else {
+                let opts = image_options(config);
+                (
+                    load_pair_list(&path, config.pair_labels, &opts)?,
+                    Some(opts),
+                )
+            };
             from_pairs(
                 config,
                 all,
                 seed,
                 Preprocessing {
                     source: config.source,
-                    image: None,
-                },
-            )
-        }
-        DataSource::PairList => {
-            let opts = image_options(config);
-            let all = load_pair_list(&path, config.pair_labels, &opts)?;
-            from_pairs(
-                config,
-                all,
-                seed,
-                Preprocessing {
-                    source: config.source,
-                    image: Some(opts),
+                    image,
                 },
             )
         }
