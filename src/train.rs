@@ -3,15 +3,16 @@
 //! Each step is one burn autodiff step on a batch of pairs:
 //!
 //! ```text
-//! d = network(a_batch, b_batch)            [batch, 1]
-//! L = loss(d, y_batch)                     scalar
+//! s = network.forward_scores(a_batch, b_batch)   [batch, 1]  (distances, or logits)
+//! L = loss(s, y_batch)                           scalar
 //! θ ← optimizer.step(lr, θ, ∂L/∂θ)
 //! ```
 //!
-//! The whole training set is copied to the device once per `fit`; batches are gathered there
-//! by index, so an epoch costs one host→device copy of a permutation, not of the data. Epoch loss
-//! and accuracy are accumulated on the device and read once per epoch, like Keras's running
-//! averages (the mean over batches, weighted by batch size).
+//! Each shuffled batch is gathered on the host into fresh contiguous tensors (and augmented
+//! there when asked): on flex this measured faster than gathering from, or slicing,
+//! device-resident copies of the training set. Batch losses and distances stay on the device
+//! until the epoch ends and are read once, giving Keras's running averages (the mean over
+//! batches, weighted by batch size) without a sync per step.
 
 use std::time::Instant;
 
