@@ -180,23 +180,6 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
     fs::read(path).map_err(|e| SiameseError::io(path, e))
 }
 
-/// Writes `bytes` to `path` atomically: first `path.tmp-<pid>`, then a rename over `path`.
-///
-/// Readers never see a half-written file; on failure the temporary file is removed.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp-{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    if let Err(e) = fs::write(&tmp, bytes) {
-        let _ = fs::remove_file(&tmp);
-        return Err(SiameseError::io(path, e));
-    }
-    fs::rename(&tmp, path).map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        SiameseError::io(path, e)
-    })
-}
-
 // ---------------------------------------------------------------------------------------------
 // Header
 // ---------------------------------------------------------------------------------------------
@@ -420,13 +403,13 @@ pub fn read_labels(path: &Path) -> Result<Vec<f32>> {
 
 /// Writes `m` as a 2-D C-order `float32` (`<f4`) `.npy` file, atomically.
 ///
-/// The file is first written to `path.tmp-<pid>` and then renamed over `path`.
+/// The file is first written to a temporary sibling and then renamed over `path`.
 ///
 /// # Errors
 /// [`SiameseError::Io`] if the file cannot be written.
 pub fn write_matrix(path: &Path, m: &Matrix) -> Result<()> {
     let bytes = npy_bytes(m).map_err(|e| SiameseError::io(path, e))?;
-    write_atomic(path, &bytes)
+    crate::io::write_file_atomic(path, &bytes)
 }
 
 /// The bytes of a 2-D `<f4` `.npy` file holding `m` (header padded to 64 bytes as NumPy does).

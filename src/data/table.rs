@@ -164,13 +164,13 @@ fn table_bytes(path: &Path, m: &Matrix, header: Option<&[String]>, delim: u8) ->
 }
 
 /// Writes `m` as CSV (`,`-separated, shortest round-trip float formatting), with an optional
-/// header row, atomically (`path.tmp-<pid>` then rename).
+/// header row, atomically (a temporary sibling, then a rename).
 ///
 /// # Errors
 /// [`SiameseError::Shape`] if the header does not have one name per column;
 /// [`SiameseError::Io`] if the file cannot be written.
 pub fn write_csv(path: &Path, m: &Matrix, header: Option<&[String]>) -> Result<()> {
-    npy::write_atomic(path, &table_bytes(path, m, header, b',')?)
+    crate::io::write_file_atomic(path, &table_bytes(path, m, header, b',')?)
 }
 
 /// The lower-cased extension of `path`.
@@ -227,7 +227,7 @@ pub fn write_matrix_any(path: &Path, m: &Matrix, header: Option<&[String]>) -> R
     match extension(path).as_str() {
         "npy" => npy::write_matrix(path, m),
         "csv" | "txt" => write_csv(path, m, header),
-        "tsv" => npy::write_atomic(path, &table_bytes(path, m, header, b'\t')?),
+        "tsv" => crate::io::write_file_atomic(path, &table_bytes(path, m, header, b'\t')?),
         other => Err(SiameseError::format(
             path,
             format!(
