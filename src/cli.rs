@@ -125,6 +125,10 @@ pub struct EvaluateArgs {
     /// Number of one-shot trials.
     #[arg(long, default_value_t = 400)]
     pub trials: usize,
+    /// Draw each one-shot trial's classes from one group: the classes' parent folder
+    /// (Omniglot: within-alphabet trials).
+    #[arg(long)]
+    pub within_group: bool,
     /// Folder for report.json and the plots (default: MODEL/eval).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -188,6 +192,15 @@ pub struct TrainArgs {
     /// data.pair_labels.
     #[arg(long, value_enum)]
     pub pair_labels: Option<PairLabels>,
+    /// data.test_path: a separate folder for the test part.
+    #[arg(long)]
+    pub test_path: Option<PathBuf>,
+    /// data.folds: cross-validation by class (by writer for genuine-forgery pairing).
+    #[arg(long)]
+    pub folds: Option<usize>,
+    /// data.fold: the fold tested (from 0).
+    #[arg(long)]
+    pub fold: Option<usize>,
     /// model.encoder.hidden, comma separated (e.g. 128,128,128).
     #[arg(long, value_delimiter = ',')]
     pub hidden: Option<Vec<usize>>,
@@ -203,6 +216,9 @@ pub struct TrainArgs {
     /// model.distance.
     #[arg(long)]
     pub distance: Option<Distance>,
+    /// loss.type.
+    #[arg(long, value_enum)]
+    pub loss: Option<crate::loss::LossKind>,
     /// loss.margin.
     #[arg(long)]
     pub margin: Option<f32>,
@@ -369,12 +385,20 @@ pub fn run_config(args: &TrainArgs) -> Result<RunConfig> {
         d.limit = args.limit;
     }
     set(&mut d.pair_labels, args.pair_labels);
+    if args.test_path.is_some() {
+        d.test_path = args.test_path.clone();
+    }
+    if args.folds.is_some() {
+        d.folds = args.folds;
+    }
+    set(&mut d.fold, args.fold);
     let m = &mut c.model;
     set(&mut m.encoder.hidden, args.hidden.clone());
     set(&mut m.encoder.activation, args.activation);
     set(&mut m.encoder.dropout, args.dropout);
     set(&mut m.encoder.final_activation, args.final_activation);
     set(&mut m.distance, args.distance);
+    set(&mut c.loss.kind, args.loss);
     set(&mut c.loss.margin, args.margin);
     if let Some(name) = &args.optimizer {
         c.optimizer = match name.to_ascii_lowercase().as_str() {
@@ -672,11 +696,48 @@ fn evaluate(args: &EvaluateArgs) -> Result<()> {
         let s = samples.ok_or_else(|| {
             SiameseError::config("one-shot", "needs class-labelled test samples: evaluate a run of an image or MNIST source without --data")
         })?;
-        let trials = crate::eval::one_shot_trials(&s.labels, ways, args.trials, 7)?;
-        let emb = model.embed(&s.samples)?;
-        let dist = model.config().network.distance;
-        let acc =
-            crate::eval::one_shot_accuracy(&trials, |q, c| dist.between(emb.row(q), emb.row(c)));
+        let groups = args
+            .within_group
+            .then(|| crate::eval::parent_groups(&s.class_names));
+        if let Some((_, names)) = &groups
+            && names.len() == 1
+            && names[0].is_empty()
+        {
+            return Err(SiameseError::config(
+                "within-group",
+                "the test classes have no parent folder to group by (expected class folders \
+                 nested like Alphabet/character01)",
+            ));
+        }
+        let trials = crate::eval::one_shot_trials_within(
+            &s.labels,
+            groups.as_ref().map(|(g, _)| g.as_slice()),
+            ways,
+            args.trials,
+            7,
+        )?;
+        report.one_shot_groups = groups.map(|(_, names)| names);
+        // Every (query, candidate) pair scored by the model's own head (the weighted-L1 head
+        // included), with each test sample embedded once.
+        let pairs: Vec<crate::data::pairs::IndexPair> = trials
+            .iter()
+            .flat_map(|t| {
+                t.candidates.iter().map(|&c| crate::data::pairs::IndexPair {
+                    i: t.query,
+                    j: c,
+                    label: 0.0,
+                })
+            })
+            .collect();
+        let d = model.predict_pairs(PairData::Indexed {
+            samples: &s.samples,
+            pairs: &pairs,
+        })?;
+        let mut lookup = std::collections::HashMap::new();
+        for (p, &v) in pairs.iter().zip(&d) {
+            lookup.insert((p.i, p.j), v);
+        }
+        let acc = crate::eval::one_shot_accuracy(&trials, |q, c| lookup[&(q, c)]);
         report.one_shot_accuracy = Some(acc);
         report.ways = Some(ways);
         report.one_shot_trials = Some(trials.len());

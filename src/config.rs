@@ -50,7 +50,7 @@ impl ModelConfig {
                     "binary-cross-entropy needs the weighted-l1 head (model.head = \"weighted-l1\")",
                 ));
             }
-            (Head::WeightedL1, LossKind::Contrastive) => {
+            (Head::WeightedL1, LossKind::Contrastive | LossKind::Triplet) => {
                 return Err(crate::error::SiameseError::config(
                     "model.head",
                     "the weighted-l1 head is trained with loss.type = \"binary-cross-entropy\"",
@@ -86,6 +86,10 @@ pub enum Pairing {
     Random,
     /// Every unordered pair of distinct samples (for small held-out sets).
     All,
+    /// Signature verification: within each writer, genuine × genuine pairs are similar and
+    /// genuine × skilled forgery pairs dissimilar. Forgeries of writer `W` are the class named
+    /// `W` + `forgery_suffix` (`049_forg/`); splits keep a writer and its forgeries together.
+    GenuineForgery,
 }
 
 /// How samples are divided into train / validation / test.
@@ -164,6 +168,27 @@ pub struct DataConfig {
     /// Label convention of a pair list.
     #[serde(default)]
     pub pair_labels: PairLabels,
+    /// A separate folder for the test part (image and MNIST sources): train and validation
+    /// come from `path`, the test from here, and `test_fraction` is not used. Classes whose
+    /// name also appears under `path` are dropped from the test (e.g. the Greek and Latin
+    /// alphabets that both Omniglot background-small sets hold).
+    #[serde(default)]
+    pub test_path: Option<std::path::PathBuf>,
+    /// Cross-validation by class (by writer with `pairing = "genuine-forgery"`): the classes
+    /// are dealt into `folds` folds and the test part is fold `fold`; `test_fraction` is not
+    /// used. Run every fold with the same seed to test each class once.
+    #[serde(default)]
+    pub folds: Option<usize>,
+    /// Which fold is the test part (from 0), with `folds`.
+    #[serde(default)]
+    pub fold: usize,
+    /// Class-name suffix of skilled forgeries, for `pairing = "genuine-forgery"`.
+    #[serde(default = "default_forgery_suffix")]
+    pub forgery_suffix: String,
+}
+
+fn default_forgery_suffix() -> String {
+    "_forg".into()
 }
 
 fn default_image_side() -> usize {
@@ -459,7 +484,7 @@ path = "mnist"                   # file or folder
 image_width = 28                 # images are converted to grayscale, resized, scaled to [0, 1]
 image_height = 28
 invert = false                   # v -> 1 - v (dark strokes on white paper)
-pairing = "keras"                # keras (mnist_siamese scheme) | random | all
+pairing = "keras"                # keras (mnist_siamese scheme) | random | all | genuine-forgery
 # eval_pairing = "all"           # validation/test pairing, default: same as pairing
 num_pairs = 10000                # training pairs when pairing = "random"
 positive_ratio = 0.5             # fraction of similar pairs when pairing = "random"
@@ -468,6 +493,10 @@ test_fraction = 0.2              # held-out test part
 validation_fraction = 0.1        # part of the training samples used for validation
 # limit = 1000                   # use only the first N samples
 # pair_labels = "one-means-similar"   # for pair lists: or "one-means-different"
+# test_path = "omniglot/images_background_small2"   # test part from its own folder
+# folds = 4                      # cross-validation by class (by writer for signatures) ...
+# fold = 0                       # ... testing fold 0
+# forgery_suffix = "_forg"       # pairing = "genuine-forgery": class W_forg = forgeries of W
 
 [model]
 distance = "euclidean"           # euclidean | manhattan | cosine
@@ -480,8 +509,8 @@ dropout = 0.1                    # after every layer but the last
 final_activation = true
 
 [loss]
-type = "contrastive"             # contrastive | binary-cross-entropy (with head = "weighted-l1")
-margin = 1.0                     # contrastive loss, label 1 = similar
+type = "contrastive"             # contrastive | triplet | binary-cross-entropy (head = "weighted-l1")
+margin = 1.0                     # contrastive / triplet margin; label 1 = similar
 
 [optimizer]
 type = "rmsprop"                 # rmsprop | adam | sgd

@@ -206,6 +206,8 @@ pub enum Objective {
     F1,
     /// The largest threshold whose false accept rate is at most the value.
     TargetFar(f64),
+    /// The threshold of the equal error rate (FAR = FRR) on the validation pairs.
+    Eer,
 }
 
 impl std::str::FromStr for Objective {
@@ -218,6 +220,9 @@ impl std::str::FromStr for Objective {
         if s == "f1" {
             return Ok(Self::F1);
         }
+        if s == "eer" {
+            return Ok(Self::Eer);
+        }
         if let Some(v) = s.strip_prefix("far=").or_else(|| s.strip_prefix("far:")) {
             let v: f64 = v
                 .parse()
@@ -228,7 +233,7 @@ impl std::str::FromStr for Objective {
         }
         Err(SiameseError::config(
             "objective",
-            format!("unknown objective `{s}`; expected accuracy, f1 or far=0.01"),
+            format!("unknown objective `{s}`; expected accuracy, f1, eer or far=0.01"),
         ))
     }
 }
@@ -252,12 +257,16 @@ fn candidates(distances: &[f32]) -> Vec<f32> {
 /// threshold for accuracy/F1.
 pub fn calibrate(distances: &[f32], labels: &[f32], objective: Objective) -> Result<f32> {
     check(distances, labels)?;
+    if objective == Objective::Eer {
+        return Ok(roc(distances, labels)?.eer().threshold as f32);
+    }
     let mut best = (f64::NEG_INFINITY, 0.0f32);
     for t in candidates(distances) {
         let c = Confusion::at(distances, labels, t)?;
         let score = match objective {
             Objective::Accuracy => c.accuracy(),
             Objective::F1 => c.f1(),
+            Objective::Eer => unreachable!("handled above"),
             Objective::TargetFar(max) => {
                 if c.far() <= max {
                     t as f64
@@ -339,25 +348,77 @@ pub fn one_shot_trials(
     trials: usize,
     seed: u64,
 ) -> Result<Vec<Trial>> {
+    one_shot_trials_within(labels, None, ways, trials, seed)
+}
+
+/// [`one_shot_trials`], optionally **within groups**: with `class_groups` (the group of each
+/// class, e.g. the alphabet of each Omniglot character), every trial first draws a group with
+/// at least `ways` usable classes, uniformly, then draws its classes from that group only —
+/// Koch et al.'s within-alphabet 20-way task.
+pub fn one_shot_trials_within(
+    labels: &[usize],
+    class_groups: Option<&[usize]>,
+    ways: usize,
+    trials: usize,
+    seed: u64,
+) -> Result<Vec<Trial>> {
     use rand::seq::SliceRandom;
     use rand::{RngExt, SeedableRng};
     let by_class = crate::data::pairs::indices_by_class(labels);
     let eligible: Vec<usize> = (0..by_class.len())
         .filter(|&c| by_class[c].len() >= 2)
         .collect();
-    if ways < 2 || eligible.len() < ways {
+    // Pools of classes that trials draw from: one per group, or all eligible classes.
+    let pools: Vec<Vec<usize>> = match class_groups {
+        None => vec![eligible.clone()],
+        Some(groups) => {
+            let n_groups = eligible
+                .iter()
+                .map(|&c| groups.get(c).copied().unwrap_or(0) + 1)
+                .max()
+                .unwrap_or(0);
+            let mut pools = vec![Vec::new(); n_groups];
+            for &c in &eligible {
+                pools[groups.get(c).copied().unwrap_or(0)].push(c);
+            }
+            pools
+        }
+    };
+    let pools: Vec<Vec<usize>> = pools.into_iter().filter(|p| p.len() >= ways).collect();
+    if ways < 2 || pools.is_empty() {
+        let largest = match class_groups {
+            None => eligible.len(),
+            Some(groups) => {
+                let mut count = std::collections::HashMap::new();
+                for &c in &eligible {
+                    *count
+                        .entry(groups.get(c).copied().unwrap_or(0))
+                        .or_insert(0) += 1;
+                }
+                count.values().copied().max().unwrap_or(0)
+            }
+        };
         return Err(SiameseError::invalid(
             "one-shot",
             format!(
-                "{ways}-way trials need {ways} classes with two samples or more; {} have",
-                eligible.len()
+                "{ways}-way trials need {ways} classes with two samples or more{}; {largest} have",
+                if class_groups.is_some() {
+                    " in one group"
+                } else {
+                    ""
+                }
             ),
         ));
     }
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut out = Vec::with_capacity(trials);
     for _ in 0..trials {
-        let mut classes = eligible.clone();
+        let pool = if pools.len() == 1 {
+            &pools[0]
+        } else {
+            &pools[rng.random_range(0..pools.len())]
+        };
+        let mut classes = pool.clone();
         classes.shuffle(&mut rng);
         classes.truncate(ways);
         let target = &by_class[classes[0]];
@@ -378,6 +439,27 @@ pub fn one_shot_trials(
         });
     }
     Ok(out)
+}
+
+/// The group of each class from its name's parent folder (`Greek/character01` → `Greek`);
+/// returns `(group of each class, group names)`. Names without a `/` form one group each
+/// with the empty parent.
+pub fn parent_groups(class_names: &[String]) -> (Vec<usize>, Vec<String>) {
+    let mut names: Vec<String> = Vec::new();
+    let groups = class_names
+        .iter()
+        .map(|n| {
+            let parent = n.rsplit_once('/').map_or("", |(p, _)| p);
+            match names.iter().position(|g| g == parent) {
+                Some(g) => g,
+                None => {
+                    names.push(parent.to_string());
+                    names.len() - 1
+                }
+            }
+        })
+        .collect();
+    (groups, names)
 }
 
 /// Fraction of trials whose nearest candidate (by `distance(query, candidate)`) is correct.
@@ -459,6 +541,10 @@ mod tests {
             Objective::TargetFar(0.01)
         );
         assert!("recall".parse::<Objective>().is_err());
+        // EER: the threshold where FAR and FRR cross, as reported by the ROC.
+        assert_eq!("eer".parse::<Objective>().unwrap(), Objective::Eer);
+        let t = calibrate(&D, &Y, Objective::Eer).unwrap();
+        assert_eq!(t as f64, roc(&D, &Y).unwrap().eer().threshold as f32 as f64);
     }
 
     #[test]
@@ -500,5 +586,36 @@ mod tests {
         let chance = one_shot_accuracy(&trials, |_, _| 1.0);
         assert!(chance < 0.5, "{chance}");
         assert!(one_shot_trials(&labels, 25, 1, 0).is_err());
+    }
+
+    #[test]
+    fn within_group_trials_stay_in_one_group() {
+        let names: Vec<String> = ["A/c1", "A/c2", "A/c3", "B/c1", "B/c2", "B/c3", "C/c1"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let (groups, group_names) = parent_groups(&names);
+        assert_eq!(groups, vec![0, 0, 0, 1, 1, 1, 2]);
+        assert_eq!(group_names, vec!["A", "B", "C"]);
+        let labels: Vec<usize> = (0..7).flat_map(|c| [c, c, c]).collect();
+        let trials = one_shot_trials_within(&labels, Some(&groups), 3, 200, 4).unwrap();
+        let mut used = [0usize; 3];
+        for t in &trials {
+            let g = groups[labels[t.query]];
+            used[g] += 1;
+            assert!(t.candidates.iter().all(|&c| groups[labels[c]] == g));
+            assert_eq!(labels[t.candidates[t.correct]], labels[t.query]);
+            assert_ne!(t.candidates[t.correct], t.query);
+        }
+        // Group C has one class: never usable for 3-way trials; A and B share the trials.
+        assert_eq!(used[2], 0);
+        assert!(used[0] > 60 && used[1] > 60, "{used:?}");
+        let err = one_shot_trials_within(&labels, Some(&groups), 4, 1, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("in one group") && err.contains("3 have"),
+            "{err}"
+        );
     }
 }

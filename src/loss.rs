@@ -79,8 +79,47 @@ pub fn binary_cross_entropy_with_logits(logits: Tensor<2>, labels: Tensor<2>) ->
     (logits.clone().clamp_min(0.0) - logits * labels + softplus).mean()
 }
 
+/// Triplet margin loss (Schroff et al. 2015, in PyTorch's `TripletMarginLoss` form, with
+/// plain — not squared — distances):
+///
+/// ```text
+/// L = mean( max(0, d(a, p) − d(a, n) + margin) )        d(a, p), d(a, n): [batch, 1]
+/// ```
+///
+/// An anchor `a` must end up closer to its positive `p` (same class) than to its negative `n`
+/// by at least `margin`. The distances come from the network's distance layer.
+///
+/// ```
+/// use siamese::loss::TripletLoss;
+/// use siamese::burn::tensor::{Device, Tensor};
+///
+/// let device = Device::flex();
+/// let d_ap = Tensor::<2>::from_floats([[0.2], [0.9]], &device);
+/// let d_an = Tensor::<2>::from_floats([[1.5], [0.4]], &device);
+/// // max(0, 0.2 − 1.5 + 1) = 0 and max(0, 0.9 − 0.4 + 1) = 1.5
+/// let loss: f32 = TripletLoss::new(1.0).forward(d_ap, d_an).into_scalar();
+/// assert!((loss - 0.75).abs() < 1e-6);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TripletLoss {
+    /// How much closer the positive must be than the negative.
+    pub margin: f32,
+}
+
+impl TripletLoss {
+    /// A triplet loss with the given margin.
+    pub fn new(margin: f32) -> Self {
+        Self { margin }
+    }
+
+    /// `mean(max(0, d_ap − d_an + margin))` for `d_ap, d_an: [batch, 1]`; returns shape `[1]`.
+    pub fn forward(&self, d_ap: Tensor<2>, d_an: Tensor<2>) -> Tensor<1> {
+        (d_ap - d_an).add_scalar(self.margin).clamp_min(0.0).mean()
+    }
+}
+
 /// Which loss trains the network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum LossKind {
     /// Contrastive loss on the distance (the reference).
@@ -88,6 +127,9 @@ pub enum LossKind {
     Contrastive,
     /// Binary cross-entropy on the logits of the weighted-L1 head (Koch et al. 2015).
     BinaryCrossEntropy,
+    /// Triplet margin loss on (anchor, positive, negative) triplets formed from the training
+    /// pairs (see [`crate::train`]); pairs are still scored by the distance.
+    Triplet,
 }
 
 /// The loss of a model config: `type` (default `contrastive`) and the contrastive `margin`.
@@ -97,7 +139,7 @@ pub struct LossConfig {
     /// Which loss.
     #[serde(default, rename = "type")]
     pub kind: LossKind,
-    /// Margin of the contrastive loss.
+    /// Margin of the contrastive or triplet loss.
     #[serde(default = "default_margin")]
     pub margin: f32,
 }
@@ -137,11 +179,30 @@ impl LossConfig {
         ContrastiveLoss::new(self.margin).validate()
     }
 
-    /// The loss of a batch from the network's scores (distances for the contrastive loss,
-    /// logits for binary cross-entropy) and labels, both `[batch, 1]`.
+    /// The triplet loss with `margin`.
+    pub fn triplet(margin: f32) -> Self {
+        Self {
+            kind: LossKind::Triplet,
+            margin,
+        }
+    }
+
+    /// Whether training takes triplets rather than pairs.
+    pub fn is_triplet(&self) -> bool {
+        self.kind == LossKind::Triplet
+    }
+
+    /// The loss of a batch of **pairs** from the network's scores (distances for the
+    /// contrastive loss, logits for binary cross-entropy) and labels, both `[batch, 1]`.
+    ///
+    /// A triplet-trained model has no pair loss of its own: its pairs are scored with the
+    /// contrastive loss at the same margin, so validation and test losses stay comparable
+    /// across epochs (training itself uses [`TripletLoss`]).
     pub fn forward(&self, scores: Tensor<2>, labels: Tensor<2>) -> Tensor<1> {
         match self.kind {
-            LossKind::Contrastive => ContrastiveLoss::new(self.margin).forward(scores, labels),
+            LossKind::Contrastive | LossKind::Triplet => {
+                ContrastiveLoss::new(self.margin).forward(scores, labels)
+            }
             LossKind::BinaryCrossEntropy => binary_cross_entropy_with_logits(scores, labels),
         }
     }
@@ -240,6 +301,23 @@ mod tests {
         )
         .into_scalar();
         assert!((big - 100.0).abs() < 1e-3, "{big}");
+    }
+
+    #[test]
+    fn triplet_loss_matches_pytorch() {
+        // torch.nn.TripletMarginLoss(margin=1.0, p=2, eps=0) on these embeddings, computed by
+        // hand: d(a,p) = 5, d(a,n) = 5.6569 → hinge 0.3431; d(a,p) = 1, d(a,n) = 3 → 0.
+        let device = Device::flex();
+        let t = |v: [[f32; 2]; 2]| Tensor::<2>::from_floats(v, &device);
+        let a = t([[0.0, 0.0], [1.0, 1.0]]);
+        let p = t([[3.0, 4.0], [1.0, 2.0]]);
+        let n = t([[4.0, 4.0], [1.0, 4.0]]);
+        let d = crate::distance::Distance::Euclidean;
+        let got: f32 = TripletLoss::new(1.0)
+            .forward(d.forward(a.clone(), p), d.forward(a, n))
+            .into_scalar();
+        let want = (5.0 - 32f32.sqrt() + 1.0) / 2.0;
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
     }
 
     #[test]

@@ -63,6 +63,9 @@ pub struct VerificationReport {
     /// Number of one-shot trials.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub one_shot_trials: Option<usize>,
+    /// Groups the one-shot trials were drawn within (e.g. alphabets), when grouped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub one_shot_groups: Option<Vec<String>>,
 }
 
 impl VerificationReport {
@@ -96,6 +99,7 @@ impl VerificationReport {
             one_shot_accuracy: None,
             ways: None,
             one_shot_trials: None,
+            one_shot_groups: None,
         })
     }
 
@@ -134,9 +138,13 @@ impl VerificationReport {
             rows.push((
                 "one-shot",
                 format!(
-                    "{:.2}% ({w}-way, {} trials)",
+                    "{:.2}% ({w}-way, {} trials{})",
                     a * 100.0,
-                    self.one_shot_trials.unwrap_or(0)
+                    self.one_shot_trials.unwrap_or(0),
+                    match &self.one_shot_groups {
+                        Some(g) => format!(", within {} groups", g.len()),
+                        None => String::new(),
+                    }
                 ),
             ));
         }

@@ -41,6 +41,25 @@ impl ClassTask {
         Self { centres, noise }
     }
 
+    /// `n` fresh samples drawn from `seed`, with their classes (`n / classes` or one more per
+    /// class, classes in turn).
+    pub fn samples(&self, n: usize, seed: u64) -> (Matrix, Vec<usize>) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let classes = self.centres.len();
+        let dim = self.centres[0].len();
+        let labels: Vec<usize> = (0..n).map(|i| i % classes).collect();
+        let v: Vec<f32> = labels
+            .iter()
+            .flat_map(|&c| {
+                self.centres[c]
+                    .iter()
+                    .map(|&m| m + rng.random_range(-self.noise..=self.noise))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        (Matrix::new(n, dim, v).expect("n × dim"), labels)
+    }
+
     /// `n` balanced pairs of fresh samples drawn from `seed` (even rows similar, odd rows not).
     pub fn pairs(&self, n: usize, seed: u64) -> (Matrix, Matrix, Vec<f32>) {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);

@@ -29,7 +29,7 @@ use crate::data::augment::augment_rows;
 use crate::data::pairs::IndexPair;
 use crate::data::{Matrix, into_tensor, labels_tensor};
 use crate::error::{Result, SiameseError};
-use crate::loss::LossConfig;
+use crate::loss::{LossConfig, TripletLoss};
 use crate::siamese::SiameseNetwork;
 
 /// Pairs with labels, borrowed: `a[i]` and `b[i]` form pair `i`, `labels[i]` is 1 when similar.
@@ -507,6 +507,19 @@ pub fn fit(
         return Err(SiameseError::Empty("no training pairs".into()));
     }
     let device = network_device(&network);
+    let triplets = if loss.is_triplet() {
+        if network.weighted_l1.is_some() {
+            return Err(SiameseError::config(
+                "loss.type",
+                "the triplet loss trains a distance head, not the weighted-l1 head",
+            ));
+        }
+        Some(TripletSource::new(train)?)
+    } else {
+        None
+    };
+    // Items per epoch: pairs, or one triplet per similar pair that can form one.
+    let n = triplets.as_ref().map_or(n, |t| t.len());
     network.encoder.reseed(options.seed);
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let mut augment_rng = ChaCha8Rng::seed_from_u64(options.seed ^ 0xA06_3E47);
@@ -519,29 +532,56 @@ pub fn fit(
         if options.shuffle {
             order.shuffle(&mut rng);
         }
+        let epoch_triplets = triplets.as_ref().map(|t| t.draw(&order, &mut rng));
         // Batch losses and distances stay on the device (detached) until the epoch ends, so a
         // step costs no extra sync and almost no extra ops.
         let mut batch_losses = Vec::with_capacity(steps);
         let mut distances = Vec::with_capacity(steps);
+        let mut labels_seen: Vec<f32> = Vec::with_capacity(n);
+        let mut augment = |m: &mut Matrix| -> Result<()> {
+            if let Some(aug) = &options.augment {
+                augment_rows(m, aug.width, aug.height, &aug.config, &mut augment_rng)?;
+            }
+            Ok(())
+        };
         for step in 0..steps {
             let start = step * options.batch_size;
             let size = options.batch_size.min(n - start);
             // Each batch is gathered on the host into fresh contiguous tensors: measured
             // faster on flex than gathering or slicing device-resident copies.
-            let idx = &order[start..start + size];
-            let (mut a, mut b, labels) = train.gather(idx);
-            if let Some(aug) = &options.augment {
-                for m in [&mut a, &mut b] {
-                    augment_rows(m, aug.width, aug.height, &aug.config, &mut augment_rng)?;
+            let l = match (&triplets, &epoch_triplets) {
+                (Some(source), Some(all)) => {
+                    let batch = &all[start..start + size];
+                    let mut rows = source.gather(batch);
+                    for m in &mut rows {
+                        augment(m)?;
+                    }
+                    let [a, p, ng] = rows.map(|m| into_tensor(m, &device));
+                    let emb = network.embed(Tensor::cat(vec![a, p, ng], 0));
+                    let distance = network.distance();
+                    let ea = emb.clone().narrow(0, 0, size);
+                    let d_ap = distance.forward(ea.clone(), emb.clone().narrow(0, size, size));
+                    let d_an = distance.forward(ea, emb.narrow(0, 2 * size, size));
+                    distances.push(Tensor::cat(vec![d_ap.clone(), d_an.clone()], 0).detach());
+                    labels_seen.extend(std::iter::repeat_n(1.0, size));
+                    labels_seen.extend(std::iter::repeat_n(0.0, size));
+                    TripletLoss::new(loss.margin).forward(d_ap, d_an)
                 }
-            }
-            let a = into_tensor(a, &device);
-            let b = into_tensor(b, &device);
-            let y = labels_tensor(&labels, &device);
-            let s = network.forward_scores(a, b);
-            let l = loss.forward(s.clone(), y);
+                _ => {
+                    let idx = &order[start..start + size];
+                    let (mut a, mut b, labels) = train.gather(idx);
+                    augment(&mut a)?;
+                    augment(&mut b)?;
+                    let a = into_tensor(a, &device);
+                    let b = into_tensor(b, &device);
+                    let y = labels_tensor(&labels, &device);
+                    labels_seen.extend(labels);
+                    let s = network.forward_scores(a, b);
+                    distances.push(network.distance_from_scores(s.clone().detach()));
+                    loss.forward(s, y)
+                }
+            };
             batch_losses.push(l.clone().detach());
-            distances.push(network.distance_from_scores(s.detach()));
             let grads = GradientsParams::from_grads(l.backward(), &network);
             network = optimizer.step(lr, network, grads);
             bar.inc(1);
@@ -558,10 +598,10 @@ pub fn fit(
             / n as f32;
         let epoch_acc = distances
             .iter()
-            .zip(&order)
-            .filter(|&(&d, &i)| (d < options.threshold) == (train.label(i) >= 0.5))
+            .zip(&labels_seen)
+            .filter(|&(&d, &y)| (d < options.threshold) == (y >= 0.5))
             .count() as f32
-            / n as f32;
+            / labels_seen.len().max(1) as f32;
         if !epoch_loss.is_finite() {
             bar.abandon();
             return Err(SiameseError::Runtime(format!(
@@ -613,4 +653,89 @@ pub fn epoch_line(log: &EpochLog, epochs: usize, steps: usize) -> String {
         line.push_str(&format!(" - val_loss: {l:.4} - val_accuracy: {a:.4}"));
     }
     line
+}
+
+/// Triplets for the triplet loss, formed from index pairs: a similar pair `(a, p)` and a
+/// dissimilar pair `(a, n)` that share the sample `a` give the triplet `(a, p, n)`.
+///
+/// Each epoch draws one triplet per similar pair that can form one: the anchor is whichever
+/// end of the pair has dissimilar partners (a random end when both do) and the negative a
+/// random one of its dissimilar partners. With class-labelled samples this is the usual
+/// random-negative sampling; with a pair list (signatures) the negatives are the forgeries
+/// the list pairs with each genuine signature.
+struct TripletSource<'a> {
+    samples: &'a Matrix,
+    /// Similar pairs `(i, j)` with at least one end that has a dissimilar partner.
+    positives: Vec<(usize, usize)>,
+    /// Dissimilar partners of each sample.
+    negatives: Vec<Vec<usize>>,
+}
+
+impl<'a> TripletSource<'a> {
+    fn new(data: PairData<'a>) -> Result<Self> {
+        let PairData::Indexed { samples, pairs } = data else {
+            return Err(SiameseError::config(
+                "loss.type",
+                "the triplet loss needs index pairs into one sample store (an image folder, \
+                 MNIST or a pair list), not dense pairs",
+            ));
+        };
+        let mut negatives = vec![Vec::new(); samples.rows()];
+        for p in pairs.iter().filter(|p| p.label < 0.5) {
+            negatives[p.i].push(p.j);
+            negatives[p.j].push(p.i);
+        }
+        for list in &mut negatives {
+            list.sort_unstable();
+            list.dedup();
+        }
+        let positives: Vec<(usize, usize)> = pairs
+            .iter()
+            .filter(|p| p.label >= 0.5)
+            .filter(|p| !negatives[p.i].is_empty() || !negatives[p.j].is_empty())
+            .map(|p| (p.i, p.j))
+            .collect();
+        if positives.is_empty() {
+            return Err(SiameseError::Empty(
+                "the triplet loss found no similar pair sharing a sample with a dissimilar pair"
+                    .into(),
+            ));
+        }
+        Ok(Self {
+            samples,
+            positives,
+            negatives,
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.positives.len()
+    }
+
+    /// One `(anchor, positive, negative)` per similar pair, in `order`.
+    fn draw(&self, order: &[usize], rng: &mut ChaCha8Rng) -> Vec<[usize; 3]> {
+        use rand::RngExt;
+        order
+            .iter()
+            .map(|&k| {
+                let (i, j) = self.positives[k];
+                let swap = match (self.negatives[i].is_empty(), self.negatives[j].is_empty()) {
+                    (false, true) => false,
+                    (true, false) => true,
+                    _ => rng.random_bool(0.5),
+                };
+                let (a, p) = if swap { (j, i) } else { (i, j) };
+                let neg = &self.negatives[a];
+                [a, p, neg[rng.random_range(0..neg.len())]]
+            })
+            .collect()
+    }
+
+    /// Rows of the anchors, positives and negatives of `batch`.
+    fn gather(&self, batch: &[[usize; 3]]) -> [Matrix; 3] {
+        [0, 1, 2].map(|r| {
+            let idx: Vec<usize> = batch.iter().map(|t| t[r]).collect();
+            self.samples.select_rows(&idx)
+        })
+    }
 }

@@ -261,3 +261,107 @@ fn sick_counts_and_splits() {
     );
     print!("{info}");
 }
+
+fn run_config(toml: &str) -> siamese::config::RunConfig {
+    siamese::config::RunConfig::from_toml(toml, std::path::Path::new("test.toml")).unwrap()
+}
+
+/// Class names of the samples of an indexed pair set.
+fn sample_classes(set: &siamese::data::prepare::PairSet) -> Vec<String> {
+    let s = set.samples().expect("indexed pairs");
+    s.labels.iter().map(|&c| s.class_names[c].clone()).collect()
+}
+
+#[test]
+fn omniglot_test_folder_drops_alphabets_seen_in_training() {
+    let Some(dir) = dataset("omniglot") else {
+        return;
+    };
+    let c = run_config(&format!(
+        "[data]\nsource = \"images\"\npath = {:?}\ntest_path = {:?}\nimage_width = 12\n\
+         image_height = 12\ninvert = true\npairing = \"random\"\nnum_pairs = 200\n\
+         split = \"class\"\nvalidation_fraction = 0.1\n",
+        dir.join("images_background_small1"),
+        dir.join("images_background_small2")
+    ));
+    let data = siamese::data::prepare::prepare(&c.data, 0).unwrap();
+    assert!(
+        data.description[0].contains("dropped 50 classes")
+            && data.description[0].contains("Greek, Latin"),
+        "{:?}",
+        data.description
+    );
+    let test = sample_classes(&data.test);
+    assert_eq!(test.len(), 2120); // (47 + 42 + 17) characters × 20 drawers
+    let mut alphabets: Vec<&str> = test.iter().map(|n| n.split('/').next().unwrap()).collect();
+    alphabets.dedup();
+    assert_eq!(alphabets, ["Japanese_(katakana)", "Sanskrit", "Tagalog"]);
+    let train = sample_classes(&data.train);
+    let val = sample_classes(data.validation.as_ref().unwrap());
+    assert_eq!(train.len() + val.len(), 2720);
+    assert!(
+        train.iter().all(|n| !val.contains(n)),
+        "validation classes are unseen"
+    );
+    // Within-alphabet one-shot trials on the test characters.
+    let s = data.test.samples().unwrap();
+    let (groups, names) = siamese::eval::parent_groups(&s.class_names);
+    assert_eq!(names, ["Japanese_(katakana)", "Sanskrit", "Tagalog"]);
+    let trials =
+        siamese::eval::one_shot_trials_within(&s.labels, Some(&groups), 20, 100, 1).unwrap();
+    for t in &trials {
+        let g = groups[s.labels[t.query]];
+        assert!(t.candidates.iter().all(|&c| groups[s.labels[c]] == g));
+    }
+}
+
+#[test]
+fn signature_folds_are_writer_disjoint() {
+    let Some(dir) = dataset("signatures_sigcomp2011_dutch") else {
+        return;
+    };
+    let writer = |n: &String| n.trim_end_matches("_forg").to_string();
+    let mut tested = Vec::new();
+    for fold in 0..4 {
+        let c = run_config(&format!(
+            "[data]\nsource = \"images\"\npath = {dir:?}\nimage_width = 16\nimage_height = 8\n\
+             invert = true\npairing = \"genuine-forgery\"\nsplit = \"class\"\nfolds = 4\n\
+             fold = {fold}\nvalidation_fraction = 0.2\n"
+        ));
+        let data = siamese::data::prepare::prepare(&c.data, 0).unwrap();
+        let parts = [&data.train, data.validation.as_ref().unwrap(), &data.test];
+        let writers: Vec<Vec<String>> = parts
+            .iter()
+            .map(|p| {
+                let mut w: Vec<String> = sample_classes(p).iter().map(writer).collect();
+                w.sort();
+                w.dedup();
+                w
+            })
+            .collect();
+        assert_eq!(writers[2].len(), 2, "two test writers per fold");
+        assert_eq!(writers[1].len(), 1, "one validation writer");
+        assert_eq!(writers[0].len(), 5);
+        for w in &writers[2] {
+            assert!(!writers[0].contains(w) && !writers[1].contains(w));
+        }
+        tested.extend(writers[2].clone());
+        // Every pair compares two signatures of one writer; the first is genuine, and the
+        // second is a forgery exactly when the pair is labelled different.
+        let s = data.test.samples().unwrap();
+        let siamese::data::prepare::PairSet::Indexed { pairs, .. } = &data.test else {
+            panic!("indexed test pairs");
+        };
+        for p in pairs {
+            let (a, b) = (&s.class_names[s.labels[p.i]], &s.class_names[s.labels[p.j]]);
+            assert_eq!(writer(a), writer(b));
+            assert!(!a.ends_with("_forg"));
+            assert_eq!(b.ends_with("_forg"), p.label == 0.0);
+        }
+    }
+    tested.sort();
+    assert_eq!(
+        tested,
+        ["049", "050", "051", "052", "053", "054", "055", "056"]
+    );
+}

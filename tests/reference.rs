@@ -449,6 +449,39 @@ fn index_pairs_train_exactly_like_dense_pairs() {
 }
 
 #[test]
+fn triplet_loss_trains_from_index_pairs() {
+    use siamese::data::pairs::random_pairs as index_pairs;
+    let task = ClassTask::new(8, 20, 0.5, 21);
+    let (samples, classes) = task.samples(400, 1);
+    let pairs = index_pairs(&classes, 3000, 0.5, 2).unwrap();
+    let config = ModelConfig {
+        loss: LossConfig::triplet(1.0),
+        ..ModelConfig::reference(20)
+    };
+    let mut model = Siamese::new(config, &Device::flex()).unwrap();
+    let data = PairData::Indexed {
+        samples: &samples,
+        pairs: &pairs,
+    };
+    let h = model.fit_pairs(data, &quiet(8, 32)).unwrap();
+    let loss = h.loss();
+    assert!(loss[7] < loss[0] / 3.0, "{loss:?}");
+    // Held-out pairs of fresh samples: a triplet-trained embedding ranks same-class pairs
+    // closer than different-class ones.
+    let (ta, tb, ty) = task.pairs(600, 9);
+    let d = model.predict(&ta, &tb).unwrap();
+    let auc = siamese::eval::roc(&d, &ty).unwrap().auc();
+    assert!(auc > 0.97, "held-out AUC {auc}");
+    // Dense pairs carry no sample identity, so no triplet can be formed.
+    let (a, b, y) = task.pairs(50, 3);
+    let err = model.fit(&a, &b, &y, &quiet(1, 8)).unwrap_err().to_string();
+    assert!(
+        err.contains("loss.type") && err.contains("triplet"),
+        "{err}"
+    );
+}
+
+#[test]
 fn augmentation_is_seeded() {
     use siamese::data::augment::AugmentConfig;
     use siamese::train::Augment;

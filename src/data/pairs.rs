@@ -269,6 +269,101 @@ pub fn split_by_class(
     Ok((train, test))
 }
 
+/// Divides sample indices into `(train, test)` for fold `fold` of `folds`-fold cross-validation
+/// by class: the populated classes are shuffled with `seed` and dealt round-robin into
+/// `folds` folds; the test part is fold `fold`. Running every `fold` with the same seed tests
+/// every class exactly once.
+pub fn split_fold(
+    labels: &[usize],
+    folds: usize,
+    fold: usize,
+    seed: u64,
+) -> Result<(Vec<usize>, Vec<usize>)> {
+    let by_class = indices_by_class(labels);
+    let mut classes = populated(&by_class);
+    if folds < 2 || folds > classes.len() {
+        return Err(SiameseError::config(
+            "folds",
+            format!(
+                "must be between 2 and the number of classes (groups), {}; got {folds}",
+                classes.len()
+            ),
+        ));
+    }
+    if fold >= folds {
+        return Err(SiameseError::config(
+            "fold",
+            format!("must be below folds = {folds}; got {fold}"),
+        ));
+    }
+    classes.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    let (mut train, mut test) = (Vec::new(), Vec::new());
+    for (k, &c) in classes.iter().enumerate() {
+        if k % folds == fold {
+            test.extend_from_slice(&by_class[c]);
+        } else {
+            train.extend_from_slice(&by_class[c]);
+        }
+    }
+    train.sort_unstable();
+    test.sort_unstable();
+    Ok((train, test))
+}
+
+/// Writer of each class when forgeries sit in classes named `<writer><suffix>` (the
+/// signatures layout `049/` genuine, `049_forg/` forged): returns, per class, `(writer
+/// group, is_forgery)`. Writer groups are numbered in order of first appearance.
+pub fn forgery_groups(class_names: &[String], suffix: &str) -> Vec<(usize, bool)> {
+    let mut writers: Vec<&str> = Vec::new();
+    class_names
+        .iter()
+        .map(|name| {
+            let (writer, forged) = match name.strip_suffix(suffix) {
+                Some(w) if !suffix.is_empty() => (w, true),
+                _ => (name.as_str(), false),
+            };
+            let g = match writers.iter().position(|&w| w == writer) {
+                Some(g) => g,
+                None => {
+                    writers.push(writer);
+                    writers.len() - 1
+                }
+            };
+            (g, forged)
+        })
+        .collect()
+}
+
+/// Signature-verification pairs within each writer: every pair of two **genuine** samples of a
+/// writer is similar (1); every genuine sample with every **skilled forgery** of the same
+/// writer is dissimilar (0). `groups[c]` is class `c`'s `(writer, is_forgery)` (see
+/// [`forgery_groups`]). Forgeries are never paired with each other.
+pub fn genuine_forgery_pairs(labels: &[usize], groups: &[(usize, bool)]) -> Vec<IndexPair> {
+    let writers = groups.iter().map(|g| g.0 + 1).max().unwrap_or(0);
+    let mut genuine = vec![Vec::new(); writers];
+    let mut forged = vec![Vec::new(); writers];
+    for (i, &c) in labels.iter().enumerate() {
+        let (w, f) = groups[c];
+        if f {
+            forged[w].push(i);
+        } else {
+            genuine[w].push(i);
+        }
+    }
+    let mut out = Vec::new();
+    for w in 0..writers {
+        for (x, &i) in genuine[w].iter().enumerate() {
+            for &j in &genuine[w][x + 1..] {
+                out.push(IndexPair { i, j, label: 1.0 });
+            }
+            for &j in &forged[w] {
+                out.push(IndexPair { i, j, label: 0.0 });
+            }
+        }
+    }
+    out
+}
+
 /// Divides `0..n` into `(first, last)` at random, `round(n · fraction)` in the last part.
 pub fn split_indices(n: usize, fraction: f64, seed: u64) -> Result<(Vec<usize>, Vec<usize>)> {
     check_fraction("fraction", fraction)?;
@@ -296,6 +391,47 @@ fn check_fraction(field: &str, f: f64) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn folds_cover_every_class_once() {
+        let labels: Vec<usize> = (0..40).map(|i| i / 5).collect(); // 8 classes × 5
+        let mut seen = vec![0usize; 40];
+        for fold in 0..4 {
+            let (train, test) = split_fold(&labels, 4, fold, 3).unwrap();
+            assert_eq!(train.len() + test.len(), 40);
+            assert_eq!(test.len(), 10); // two classes per fold
+            for &i in &test {
+                seen[i] += 1;
+                // Whole classes: no class in both parts.
+                assert!(train.iter().all(|&t| labels[t] != labels[i]));
+            }
+        }
+        assert!(seen.iter().all(|&n| n == 1));
+        assert!(split_fold(&labels, 9, 0, 3).is_err());
+        assert!(split_fold(&labels, 4, 4, 3).is_err());
+    }
+
+    #[test]
+    fn genuine_forgery_pairs_stay_within_writers() {
+        let names: Vec<String> = ["049", "049_forg", "050", "050_forg"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let groups = forgery_groups(&names, "_forg");
+        assert_eq!(groups, vec![(0, false), (0, true), (1, false), (1, true)]);
+        // writer 049: 3 genuine, 2 forged; writer 050: 2 genuine, 1 forged.
+        let labels = vec![0, 0, 0, 1, 1, 2, 2, 3];
+        let pairs = genuine_forgery_pairs(&labels, &groups);
+        let pos = pairs.iter().filter(|p| p.label == 1.0).count();
+        let neg = pairs.len() - pos;
+        assert_eq!(pos, 3 + 1); // C(3,2) + C(2,2)
+        assert_eq!(neg, 3 * 2 + 2); // genuine × forged per writer
+        for p in &pairs {
+            assert_eq!(groups[labels[p.i]].0, groups[labels[p.j]].0);
+            assert!(!groups[labels[p.i]].1, "the first of a pair is genuine");
+            assert_eq!(groups[labels[p.j]].1, p.label == 0.0);
+        }
+    }
 
     fn labels() -> Vec<usize> {
         // 3 classes: 4, 3 and 5 samples, interleaved.

@@ -149,27 +149,42 @@ pub fn prepare(config: &DataConfig, seed: u64) -> Result<PreparedData> {
     let path = resolve_data_path(&config.path)?;
     match config.source {
         DataSource::Mnist | DataSource::Images => {
-            let (samples, image) = if config.source == DataSource::Mnist {
-                (crate::data::idx::load_mnist(&path)?, None)
-            } else {
-                let opts = image_options(config);
-                (
-                    crate::data::images::load_image_folder(&path, &opts)?,
-                    Some(opts),
-                )
+            let opts = image_options(config);
+            let load = |path: &Path| -> Result<LabelledSamples> {
+                if config.source == DataSource::Mnist {
+                    crate::data::idx::load_mnist(path)
+                } else {
+                    crate::data::images::load_image_folder(path, &opts)
+                }
             };
-            let samples = limit(samples, config.limit);
+            let samples = limit(load(&path)?, config.limit);
+            let test = match &config.test_path {
+                Some(p) => Some(load(&resolve_data_path(p)?)?),
+                None => None,
+            };
             from_samples(
                 config,
                 samples,
+                test,
                 seed,
                 Preprocessing {
                     source: config.source,
-                    image,
+                    image: (config.source == DataSource::Images).then_some(opts),
                 },
             )
         }
         DataSource::Pairs | DataSource::PairList => {
+            for (field, set) in [
+                ("data.test_path", config.test_path.is_some()),
+                ("data.folds", config.folds.is_some()),
+            ] {
+                if set {
+                    return Err(SiameseError::config(
+                        field,
+                        "applies to class-labelled samples (mnist or images), not to ready-made pairs",
+                    ));
+                }
+            }
             let (all, image) = if config.source == DataSource::Pairs {
                 (crate::data::npy::read_pairs(&path)?, None)
             } else {
@@ -222,15 +237,27 @@ fn subset(s: &LabelledSamples, idx: &[usize]) -> LabelledSamples {
     }
 }
 
+/// The label each split keeps whole: the class, or with `pairing = "genuine-forgery"` the
+/// writer (a writer's genuine and forged classes stay together).
+fn split_groups(config: &DataConfig, s: &LabelledSamples) -> Vec<usize> {
+    if config.pairing == Pairing::GenuineForgery {
+        let groups = pairs::forgery_groups(&s.class_names, &config.forgery_suffix);
+        s.labels.iter().map(|&c| groups[c].0).collect()
+    } else {
+        s.labels.clone()
+    }
+}
+
 fn split(
     config: &DataConfig,
-    labels: &[usize],
+    s: &LabelledSamples,
     fraction: f64,
     seed: u64,
 ) -> Result<(Vec<usize>, Vec<usize>)> {
+    let groups = split_groups(config, s);
     match config.split {
-        SplitBy::Sample => pairs::split_by_sample(labels, fraction, seed),
-        SplitBy::Class => pairs::split_by_class(labels, fraction, seed),
+        SplitBy::Sample => pairs::split_by_sample(&groups, fraction, seed),
+        SplitBy::Class => pairs::split_by_class(&groups, fraction, seed),
     }
 }
 
@@ -245,7 +272,73 @@ fn build_pairs(
         Pairing::Keras => pairs::keras_pairs(&s.labels, Some(&s.class_names), seed),
         Pairing::Random => pairs::random_pairs(&s.labels, n_pairs, config.positive_ratio, seed),
         Pairing::All => Ok(pairs::all_pairs(&s.labels)),
+        Pairing::GenuineForgery => {
+            let groups = pairs::forgery_groups(&s.class_names, &config.forgery_suffix);
+            if !groups.iter().any(|g| g.1) {
+                return Err(SiameseError::invalid(
+                    config.path.display().to_string(),
+                    format!(
+                        "pairing = \"genuine-forgery\" needs forgery classes named \
+                         <writer>{} (found classes {})",
+                        config.forgery_suffix,
+                        preview(&s.class_names)
+                    ),
+                ));
+            }
+            Ok(pairs::genuine_forgery_pairs(&s.labels, &groups))
+        }
     }
+}
+
+fn preview(names: &[String]) -> String {
+    let mut out = names.iter().take(4).cloned().collect::<Vec<_>>().join(", ");
+    if names.len() > 4 {
+        out.push_str(&format!(", … ({} in all)", names.len()));
+    }
+    out
+}
+
+/// Drops from `test` the classes whose name also names a class of `train`, returning the
+/// dropped names.
+fn drop_shared_classes(
+    train: &LabelledSamples,
+    test: LabelledSamples,
+) -> (LabelledSamples, Vec<String>) {
+    let shared: Vec<bool> = test
+        .class_names
+        .iter()
+        .map(|n| train.class_names.contains(n))
+        .collect();
+    let keep: Vec<usize> = (0..test.labels.len())
+        .filter(|&i| !shared[test.labels[i]])
+        .collect();
+    let mut dropped = Vec::new();
+    let mut class_names = Vec::new();
+    let mut new_label = vec![usize::MAX; test.class_names.len()];
+    for (c, name) in test.class_names.iter().enumerate() {
+        if shared[c] {
+            dropped.push(name.clone());
+        } else {
+            new_label[c] = class_names.len();
+            class_names.push(name.clone());
+        }
+    }
+    let mut kept = subset(&test, &keep);
+    kept.labels = kept.labels.iter().map(|&c| new_label[c]).collect();
+    kept.class_names = class_names;
+    dropped.sort();
+    (kept, dropped)
+}
+
+/// Groups of class names by their parent folder (`Greek/character01` → `Greek`), for the
+/// message listing dropped classes.
+fn parents(names: &[String]) -> String {
+    let mut p: Vec<&str> = names
+        .iter()
+        .map(|n| n.rsplit_once('/').map_or(n.as_str(), |(p, _)| p))
+        .collect();
+    p.dedup();
+    p.join(", ")
 }
 
 fn count_classes(labels: &[usize]) -> usize {
@@ -258,6 +351,7 @@ fn count_classes(labels: &[usize]) -> usize {
 fn from_samples(
     config: &DataConfig,
     all: LabelledSamples,
+    test_samples: Option<LabelledSamples>,
     seed: u64,
     preprocessing: Preprocessing,
 ) -> Result<PreparedData> {
@@ -269,13 +363,48 @@ fn from_samples(
     }
     all.samples
         .check_finite(&config.path.display().to_string())?;
-    let (train_idx, test_idx) = split(config, &all.labels, config.test_fraction, seed)?;
-    let train_all = subset(&all, &train_idx);
-    let test = subset(&all, &test_idx);
+    let input_dim = all.samples.cols();
+    let mut notes = Vec::new();
+    let (train_all, test) = match (test_samples, config.folds) {
+        (Some(_), Some(_)) => {
+            return Err(SiameseError::config(
+                "data.folds",
+                "cannot be combined with data.test_path (the test part comes from one or the other)",
+            ));
+        }
+        (Some(test), None) => {
+            let (test, dropped) = drop_shared_classes(&all, test);
+            if !dropped.is_empty() {
+                notes.push(format!(
+                    "test: dropped {} classes also under {} ({})",
+                    dropped.len(),
+                    config.path.display(),
+                    parents(&dropped)
+                ));
+            }
+            if test.samples.rows() == 0 {
+                return Err(SiameseError::Empty(format!(
+                    "every class of data.test_path is also under {}; nothing is left to test",
+                    config.path.display()
+                )));
+            }
+            test.samples.check_finite("data.test_path")?;
+            (all, test)
+        }
+        (None, Some(folds)) => {
+            let (train_idx, test_idx) =
+                pairs::split_fold(&split_groups(config, &all), folds, config.fold, seed)?;
+            (subset(&all, &train_idx), subset(&all, &test_idx))
+        }
+        (None, None) => {
+            let (train_idx, test_idx) = split(config, &all, config.test_fraction, seed)?;
+            (subset(&all, &train_idx), subset(&all, &test_idx))
+        }
+    };
     let (train, val) = if config.validation_fraction > 0.0 {
         let (t, v) = split(
             config,
-            &train_all.labels,
+            &train_all,
             config.validation_fraction,
             seed.wrapping_add(1),
         )?;
@@ -322,7 +451,8 @@ fn from_samples(
             p.iter().filter(|p| p.label == 1.0).count()
         )
     };
-    let mut description = vec![describe("train", &train, &train_pairs)];
+    let mut description = notes;
+    description.push(describe("train", &train, &train_pairs));
     if let (Some(v), Some(p)) = (&val, &val_pairs) {
         description.push(describe("validation", v, p));
     }
@@ -340,7 +470,7 @@ fn from_samples(
             samples: test,
             pairs: test_pairs,
         },
-        input_dim: all.samples.cols(),
+        input_dim,
         preprocessing,
         description,
     })
