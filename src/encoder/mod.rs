@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Result, SiameseError};
 
 pub mod conv;
+pub mod text;
 
 use conv::{ConvEncoder, ConvEncoderConfig};
 
@@ -312,6 +313,8 @@ pub enum EncoderConfig {
     Mlp(MlpEncoderConfig),
     /// A convolutional network on images.
     Conv(ConvEncoderConfig),
+    /// A text encoder on rows of token ids.
+    Text(text::TextEncoderConfig),
 }
 
 impl EncoderConfig {
@@ -320,6 +323,7 @@ impl EncoderConfig {
         match self {
             Self::Mlp(c) => c.validate(),
             Self::Conv(c) => c.validate(),
+            Self::Text(c) => c.validate(),
         }
     }
 
@@ -328,6 +332,7 @@ impl EncoderConfig {
         match self {
             Self::Mlp(c) => c.input_dim,
             Self::Conv(c) => c.input_dim(),
+            Self::Text(c) => c.max_len,
         }
     }
 
@@ -336,6 +341,7 @@ impl EncoderConfig {
         match self {
             Self::Mlp(c) => c.output_dim(),
             Self::Conv(c) => c.output_dim().unwrap_or(0),
+            Self::Text(c) => c.output_dim(),
         }
     }
 
@@ -344,6 +350,7 @@ impl EncoderConfig {
         Ok(match self {
             Self::Mlp(c) => Encoder::Mlp(c.init(device, seed)?),
             Self::Conv(c) => Encoder::Conv(c.init(device, seed)?),
+            Self::Text(c) => Encoder::Text(c.init(device, seed)?),
         })
     }
 
@@ -379,17 +386,22 @@ impl EncoderConfig {
                 rows
             }
             Self::Conv(c) => c.layer_rows(),
+            Self::Text(c) => c.layer_rows(),
         }
     }
 }
 
 /// Any encoder, as a burn module.
+// Built once per model and moved only with it: the size gap between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Encoder {
     /// A multi-layer perceptron.
     Mlp(MlpEncoder),
     /// A convolutional network.
     Conv(ConvEncoder),
+    /// A text encoder.
+    Text(text::TextEncoder),
 }
 
 impl Encoder {
@@ -398,6 +410,7 @@ impl Encoder {
         match self {
             Self::Mlp(m) => m.reseed(seed),
             Self::Conv(m) => m.reseed(seed),
+            Self::Text(m) => m.reseed(seed),
         }
     }
 
@@ -406,6 +419,7 @@ impl Encoder {
         match self {
             Self::Mlp(m) => m.forward(x),
             Self::Conv(m) => m.forward(x),
+            Self::Text(m) => m.forward(x),
         }
     }
 }
