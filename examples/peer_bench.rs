@@ -1,0 +1,153 @@
+//! One benchmark configuration of the reference model per process, for `bench/run.py`: the
+//! harness runs this, `bench/peers/torch_ref.py` and `bench/peers/keras_ref.py` with the same
+//! flags and compares their JSON lines, wall times and peak RSS.
+//!
+//! ```text
+//! cargo build --release --example peer_bench
+//! target/release/examples/peer_bench --mode train   --dim 784 --batch 128  --pairs 8192 --epochs 2
+//! target/release/examples/peer_bench --mode predict --dim 100 --batch 1024 --pairs 8192 --epochs 5
+//! target/release/examples/peer_bench --mode startup --dim 784
+//! ```
+//!
+//! - `train`: `pairs` random pairs (uniform `[0, 1)`, random 0/1 labels), one warm-up epoch of
+//!   `fit`, then `epochs` timed epochs (shuffled, progress off).
+//! - `predict`: one warm-up pass of `predict` over all pairs in chunks of `batch`, then
+//!   `epochs` timed passes.
+//! - `startup`: build the model and stop; the harness times the whole process.
+//!
+//! Prints one JSON line:
+//! `{"impl":"siamese","mode":..,"dim":..,"batch":..,"pairs_per_s":..,"seconds":..,...}`.
+//! Threads: `--threads N`, else `RAYON_NUM_THREADS`, else every core.
+
+use std::time::Instant;
+
+use clap::{Parser, ValueEnum};
+use siamese::prelude::*;
+use siamese::synthetic::random_pairs;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    Train,
+    Predict,
+    Startup,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Train => "train",
+            Self::Predict => "predict",
+            Self::Startup => "startup",
+        }
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(about = "One benchmark configuration of the reference Siamese model")]
+struct Args {
+    /// What to time.
+    #[arg(long, value_enum, default_value = "train")]
+    mode: Mode,
+    /// Input features per sample.
+    #[arg(long, default_value_t = 100)]
+    dim: usize,
+    /// Batch size (training batch, or predict chunk).
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Number of pairs.
+    #[arg(long, default_value_t = 8192)]
+    pairs: usize,
+    /// Timed epochs (train) or passes over the pairs (predict), after one warm-up.
+    #[arg(long, default_value_t = 2)]
+    epochs: usize,
+    /// Worker threads (rayon); default: RAYON_NUM_THREADS, else every core.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Seed of the weights and the data.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    if let Some(n) = args.threads {
+        rayon_global(n);
+    }
+    let threads = args.threads.unwrap_or_else(|| {
+        std::env::var("RAYON_NUM_THREADS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    });
+
+    let started = Instant::now();
+    let mut model = Siamese::reference(args.dim, args.seed)?;
+    let (seconds, processed) = match args.mode {
+        Mode::Startup => (started.elapsed().as_secs_f64(), 0),
+        Mode::Train => {
+            let (a, b, y) = random_pairs(args.pairs, args.dim, args.seed + 1);
+            let options = FitOptions {
+                verbose: false,
+                seed: args.seed,
+                ..FitOptions::new(1, args.batch)
+            };
+            model.fit(&a, &b, &y, &options)?; // warm-up epoch
+            let options = FitOptions {
+                epochs: args.epochs,
+                ..options
+            };
+            let t = Instant::now();
+            model.fit(&a, &b, &y, &options)?;
+            (t.elapsed().as_secs_f64(), args.pairs * args.epochs)
+        }
+        Mode::Predict => {
+            let (a, b, _) = random_pairs(args.pairs, args.dim, args.seed + 1);
+            // Chunks are cut before timing, as the peers slice ready-made arrays.
+            let chunks: Vec<(Matrix, Matrix)> = (0..args.pairs)
+                .step_by(args.batch.max(1))
+                .map(|s| {
+                    let e = (s + args.batch).min(args.pairs);
+                    (a.slice_rows(s, e), b.slice_rows(s, e))
+                })
+                .collect();
+            let pass = |model: &Siamese| -> Result<f32> {
+                let mut sum = 0.0;
+                for (ca, cb) in &chunks {
+                    sum += model.predict(ca, cb)?.iter().sum::<f32>();
+                }
+                Ok(sum)
+            };
+            pass(&model)?; // warm-up pass
+            let t = Instant::now();
+            for _ in 0..args.epochs {
+                std::hint::black_box(pass(&model)?);
+            }
+            (t.elapsed().as_secs_f64(), args.pairs * args.epochs)
+        }
+    };
+    let pairs_per_s = if seconds > 0.0 && processed > 0 {
+        processed as f64 / seconds
+    } else {
+        0.0
+    };
+    println!(
+        "{{\"impl\":\"siamese\",\"mode\":\"{}\",\"dim\":{},\"batch\":{},\"pairs\":{},\"epochs\":{},\"threads\":{},\"pairs_per_s\":{:.1},\"seconds\":{:.6}}}",
+        args.mode.name(),
+        args.dim,
+        args.batch,
+        args.pairs,
+        args.epochs,
+        threads,
+        pairs_per_s,
+        seconds
+    );
+    Ok(())
+}
+
+/// Sizes rayon's global pool (used by flex and its matmul) before any work runs.
+fn rayon_global(threads: usize) {
+    // rayon is not a direct dependency; its env variable is read when the pool starts.
+    // SAFETY: called first thing in `main`, before any other thread exists.
+    unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
+}
