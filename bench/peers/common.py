@@ -1,0 +1,75 @@
+"""Shared command line, data and output of the peer benchmarks (stdlib + numpy only).
+
+Every peer script takes the same flags as `examples/peer_bench.rs`:
+
+    --mode train|predict|startup --dim 100 --batch 32 --pairs 8192 --epochs 2 [--threads 2]
+
+and prints one JSON line:
+
+    {"impl": ..., "mode": ..., "dim": ..., "batch": ..., "pairs_per_s": ..., "seconds": ...}
+"""
+
+import argparse
+import json
+import os
+import time
+
+# Taken when the script's module is first imported, before torch / tensorflow are.
+STARTED = time.perf_counter()
+
+
+def threads_from_env():
+    """--threads default: RAYON_NUM_THREADS (what the harness sets for everybody), else all cores."""
+    for name in ("BENCH_THREADS", "RAYON_NUM_THREADS"):
+        value = os.environ.get(name, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return os.cpu_count() or 1
+
+
+def parse_args(description):
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--mode", choices=["train", "predict", "startup"], default="train")
+    p.add_argument("--dim", type=int, default=100, help="input features per sample")
+    p.add_argument("--batch", type=int, default=32, help="training batch / predict chunk")
+    p.add_argument("--pairs", type=int, default=8192, help="number of pairs")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=2,
+        help="timed epochs (train) or passes (predict), after one warm-up",
+    )
+    p.add_argument("--threads", type=int, default=None, help="default: RAYON_NUM_THREADS")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    if args.threads is None:
+        args.threads = threads_from_env()
+    return args
+
+
+def random_pairs(n, dim, seed):
+    """n pairs of uniform [0, 1) float32 vectors and random 0/1 float32 labels."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    a = rng.random((n, dim), dtype=np.float32)
+    b = rng.random((n, dim), dtype=np.float32)
+    y = rng.integers(0, 2, size=n).astype(np.float32)
+    return a, b, y
+
+
+def emit(impl, args, seconds, processed, **extra):
+    """Prints the one JSON result line."""
+    record = {
+        "impl": impl,
+        "mode": args.mode,
+        "dim": args.dim,
+        "batch": args.batch,
+        "pairs": args.pairs,
+        "epochs": args.epochs,
+        "threads": args.threads,
+        "pairs_per_s": round(processed / seconds, 1) if seconds > 0 and processed else 0.0,
+        "seconds": round(seconds, 6),
+    }
+    record.update(extra)
+    print(json.dumps(record), flush=True)

@@ -1,0 +1,105 @@
+"""The reference Siamese model in PyTorch, one benchmark configuration per process.
+
+Same flags and JSON line as `examples/peer_bench.rs` (see common.py):
+
+    python bench/peers/torch_ref.py --mode train --dim 784 --batch 128 --pairs 8192 --epochs 2
+
+Model: base network Linear(dim, 128) + ReLU, x3 (Glorot-uniform weights, zero biases) shared
+by both inputs; d = sqrt(max(sum (a - b)^2, 1e-7)), shape (batch, 1); contrastive loss,
+margin 1, label 1 = similar; RMSprop(lr=1e-3, alpha=0.9, eps=1e-7), no momentum.
+
+Note: torch's RMSprop adds eps outside the square root (g / (sqrt(v) + eps)) where Keras and
+siamese use g / sqrt(v + eps). It changes the numbers slightly, not the cost.
+
+Training mirrors Keras `fit(shuffle=True)`: a fresh permutation each epoch, each batch
+gathered from it; the epoch's mean loss is read once per epoch (no sync per step).
+"""
+
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402  (takes the start time before torch is imported)
+
+args = common.parse_args("PyTorch reference Siamese model benchmark")
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+torch.set_num_threads(args.threads)
+try:
+    torch.set_num_interop_threads(args.threads)
+except RuntimeError:
+    pass  # only settable before any parallel work; harmless if already fixed
+
+
+def base_network(dim):
+    layers = []
+    for fan_in in (dim, 128, 128):
+        linear = nn.Linear(fan_in, 128)
+        nn.init.xavier_uniform_(linear.weight)
+        nn.init.zeros_(linear.bias)
+        layers += [linear, nn.ReLU()]
+    return nn.Sequential(*layers)
+
+
+def euclidean(x, y):
+    return torch.sqrt(torch.clamp(((x - y) ** 2).sum(dim=1, keepdim=True), min=1e-7))
+
+
+def contrastive(d, y, margin=1.0):
+    return (y * d.square() + (1.0 - y) * torch.clamp(margin - d, min=0.0).square()).mean()
+
+
+torch.manual_seed(args.seed)
+net = base_network(args.dim)
+optimizer = torch.optim.RMSprop(net.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
+
+if args.mode == "startup":
+    common.emit("torch", args, time.perf_counter() - common.STARTED, 0)
+    sys.exit(0)
+
+a_np, b_np, y_np = common.random_pairs(args.pairs, args.dim, args.seed + 1)
+a = torch.from_numpy(a_np)
+b = torch.from_numpy(b_np)
+y = torch.from_numpy(y_np).reshape(-1, 1)
+n = args.pairs
+
+if args.mode == "train":
+    generator = torch.Generator().manual_seed(args.seed)
+
+    def epoch():
+        net.train()
+        perm = torch.randperm(n, generator=generator)
+        total = torch.zeros(())
+        for start in range(0, n, args.batch):
+            idx = perm[start : start + args.batch]
+            d = euclidean(net(a[idx]), net(b[idx]))
+            loss = contrastive(d, y[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.detach() * len(idx)
+        return float(total) / n
+
+    epoch()  # warm-up
+    t = time.perf_counter()
+    for _ in range(args.epochs):
+        loss = epoch()
+    seconds = time.perf_counter() - t
+    common.emit("torch", args, seconds, n * args.epochs, loss=round(loss, 6))
+else:  # predict
+    chunks = [(a[s : s + args.batch], b[s : s + args.batch]) for s in range(0, n, args.batch)]
+
+    def predict_pass():
+        net.eval()
+        with torch.inference_mode():
+            return torch.cat([euclidean(net(ca), net(cb)) for ca, cb in chunks]).sum().item()
+
+    predict_pass()  # warm-up
+    t = time.perf_counter()
+    for _ in range(args.epochs):
+        predict_pass()
+    seconds = time.perf_counter() - t
+    common.emit("torch", args, seconds, n * args.epochs)
