@@ -57,12 +57,19 @@ pub enum Command {
         /// Model directory.
         #[arg(long)]
         model: PathBuf,
-        /// First inputs: .npy/.csv matrix, or an image file/folder for image models.
-        #[arg(long)]
-        a: PathBuf,
+        /// First inputs: .npy/.csv matrix, an image file/folder for image models, or a text
+        /// file with one sentence per line for text models.
+        #[arg(long, required_unless_present = "text_a", conflicts_with = "text_a")]
+        a: Option<PathBuf>,
         /// Second inputs, same number of rows as `--a`.
-        #[arg(long)]
-        b: PathBuf,
+        #[arg(long, required_unless_present = "text_b", conflicts_with = "text_b")]
+        b: Option<PathBuf>,
+        /// Text models: the first sentence, given on the command line.
+        #[arg(long, requires = "text_b")]
+        text_a: Option<String>,
+        /// Text models: the second sentence.
+        #[arg(long, requires = "text_a")]
+        text_b: Option<String>,
         /// Write distances to a .csv or .npy file instead of stdout.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -78,7 +85,8 @@ pub enum Command {
         /// Model directory.
         #[arg(long)]
         model: PathBuf,
-        /// .npy/.csv matrix, or an image file/folder for image models.
+        /// .npy/.csv matrix, an image file/folder for image models, or a text file with one
+        /// sentence per line for text models.
         #[arg(long)]
         input: PathBuf,
         /// Output .npy or .csv.
@@ -308,9 +316,23 @@ pub fn run(cli: Cli) -> Result<()> {
             model,
             a,
             b,
+            text_a,
+            text_b,
             out,
             decide,
-        } => predict(&model, &a, &b, out.as_deref(), decide),
+        } => {
+            let inputs = match (a, b, text_a, text_b) {
+                (Some(a), Some(b), _, _) => Inputs::Files(a, b),
+                (_, _, Some(a), Some(b)) => Inputs::Sentences(a, b),
+                _ => {
+                    return Err(SiameseError::config(
+                        "predict",
+                        "give --a and --b, or --text-a and --text-b",
+                    ));
+                }
+            };
+            predict(&model, &inputs, out.as_deref(), decide)
+        }
         Command::Evaluate(args) => evaluate(&args),
         Command::Embed { model, input, out } => embed(&model, &input, &out),
         Command::Data {
@@ -473,7 +495,14 @@ fn train(args: TrainArgs) -> Result<()> {
     for line in &data.description {
         println!("{line}");
     }
-    let mut model = Siamese::new(config.model_config(data.input_dim)?, &Device::flex())?;
+    let text_vocab = data.preprocessing.text.as_ref().map(|t| t.vocab_size);
+    let mut model = Siamese::new(
+        config.model_config_with(data.input_dim, text_vocab)?,
+        &Device::flex(),
+    )?;
+    if let Some(vectors) = &config.model.encoder.pretrained {
+        load_pretrained(&mut model, &data, vectors, config.train.seed)?;
+    }
     println!("{}\n", model.summary());
     let options = FitOptions {
         epochs: config.train.epochs,
@@ -502,7 +531,22 @@ fn train(args: TrainArgs) -> Result<()> {
         },
     };
     let started = std::time::Instant::now();
-    let history = model.fit_pairs(data.train.data(), &options)?;
+    let (history, selection) = match &data.text {
+        Some(text) => {
+            let validation = data.validation.as_ref().ok_or_else(|| {
+                SiameseError::Runtime("a text source always has a validation part".into())
+            })?;
+            let (h, s) = fit_choosing_epoch(
+                &mut model,
+                data.train.data(),
+                validation.data(),
+                &text.validation_scores,
+                &options,
+            )?;
+            (h, Some(s))
+        }
+        None => (model.fit_pairs(data.train.data(), &options)?, None),
+    };
     let seconds = started.elapsed().as_secs_f64();
     let (threshold, source) = match &data.validation {
         Some(v) => {
@@ -519,9 +563,27 @@ fn train(args: TrainArgs) -> Result<()> {
             "train.threshold (no validation part)".into(),
         ),
     };
-    let report = verification_report(&model, data.test.data(), threshold, &source)?;
+    let mut report = verification_report(&model, data.test.data(), threshold, &source)?;
+    if let Some(text) = &data.text {
+        let (p, s) = correlations(&model, data.test.data(), &text.test_scores)?;
+        report.pearson = Some(p);
+        report.spearman = Some(s);
+    }
     println!("\ntest ({seconds:.1}s of training):\n{}", report.table());
+    let mut files = vec![
+        ("history.csv", history.to_csv().into_bytes()),
+        (
+            "report.json",
+            serde_json::to_vec_pretty(&report).map_err(|e| SiameseError::Runtime(e.to_string()))?,
+        ),
+    ];
+    if let Some(text) = &data.text {
+        files.push(("tokenizer.json", text.tokenizer.to_bytes()?));
+    }
     let extra = model.extra_mut();
+    if let Some(s) = selection {
+        extra.insert("epoch_selection".into(), s);
+    }
     extra.insert("preprocessing".into(), json(&data.preprocessing)?);
     extra.insert("run".into(), json(&config)?);
     extra.insert(
@@ -529,19 +591,120 @@ fn train(args: TrainArgs) -> Result<()> {
         serde_json::json!({ "value": threshold, "source": source }),
     );
     extra.insert("train_seconds".into(), json(&seconds)?);
-    let report_json =
-        serde_json::to_vec_pretty(&report).map_err(|e| SiameseError::Runtime(e.to_string()))?;
-    model.save_with(
-        &config.output,
-        &[
-            ("history.csv", history.to_csv().into_bytes()),
-            ("report.json", report_json),
-        ],
-    )?;
+    let names: Vec<&str> = files.iter().map(|f| f.0).collect();
     println!(
-        "wrote {} (config.json, model.safetensors, history.csv, report.json)",
-        config.output.display()
+        "wrote {} (config.json, model.safetensors, {})",
+        config.output.display(),
+        names.join(", ")
     );
+    model.save_with(&config.output, &files)?;
+    Ok(())
+}
+
+/// Pearson and Spearman correlation of the model's similarity (see
+/// [`crate::loss::LossKind::similarity`]) with gold scores.
+fn correlations(model: &Siamese, pairs: PairData<'_>, gold: &[f32]) -> Result<(f64, f64)> {
+    let kind = model.config().loss.kind;
+    let sim: Vec<f64> = model
+        .predict_pairs(pairs)?
+        .iter()
+        .map(|&d| kind.similarity(d))
+        .collect();
+    let gold: Vec<f64> = gold.iter().map(|&g| g as f64).collect();
+    Ok((
+        crate::eval::pearson(&sim, &gold),
+        crate::eval::spearman(&sim, &gold),
+    ))
+}
+
+/// Trains one epoch at a time and keeps the weights of the epoch with the best validation
+/// Spearman correlation (the STS protocol: choose the epoch on dev). Returns the history of
+/// every epoch and a JSON note of the choice.
+fn fit_choosing_epoch(
+    model: &mut Siamese,
+    train: PairData<'_>,
+    validation: PairData<'_>,
+    validation_scores: &[f32],
+    options: &FitOptions,
+) -> Result<(crate::train::History, serde_json::Value)> {
+    let mut history = crate::train::History::default();
+    let mut best: Option<(usize, f64, crate::siamese::SiameseNetwork)> = None;
+    let mut per_epoch = Vec::new();
+    for epoch in 1..=options.epochs {
+        let one = FitOptions {
+            epochs: 1,
+            seed: options.seed.wrapping_add(epoch as u64 - 1),
+            verbose: false,
+            ..options.clone()
+        };
+        let h = model.fit_pairs(train, &one)?;
+        let (_, spearman) = correlations(model, validation, validation_scores)?;
+        per_epoch.push(spearman);
+        for mut log in h.epochs {
+            log.epoch = epoch;
+            if options.verbose {
+                println!(
+                    "{} - val_spearman: {:.2}",
+                    crate::train::epoch_line(
+                        &log,
+                        options.epochs,
+                        train.len().div_ceil(options.batch_size)
+                    ),
+                    spearman * 100.0
+                );
+            }
+            history.epochs.push(log);
+        }
+        if best.as_ref().is_none_or(|b| spearman > b.1) {
+            best = Some((epoch, spearman, model.network().clone()));
+        }
+    }
+    let Some((epoch, spearman, network)) = best else {
+        return Err(SiameseError::config("train.epochs", "must be at least 1"));
+    };
+    model.set_network(network);
+    println!(
+        "kept epoch {epoch} of {} (best validation Spearman {:.2})",
+        options.epochs,
+        spearman * 100.0
+    );
+    Ok((
+        history,
+        serde_json::json!({ "epoch": epoch, "val_spearman": per_epoch }),
+    ))
+}
+
+/// Sets a text encoder's token embeddings from a word-vector file.
+fn load_pretrained(
+    model: &mut Siamese,
+    data: &prepare::PreparedData,
+    vectors: &Path,
+    seed: u64,
+) -> Result<()> {
+    let text = data.text.as_ref().ok_or_else(|| {
+        SiameseError::config(
+            "model.encoder.pretrained",
+            "word vectors need a text source (stsb, sick)",
+        )
+    })?;
+    let mut network = model.network().clone();
+    let crate::encoder::Encoder::Text(encoder) = &mut network.encoder else {
+        return Err(SiameseError::config(
+            "model.encoder.pretrained",
+            "word vectors need model.encoder.type = \"text\"",
+        ));
+    };
+    let dim = encoder.embedding.weight.dims()[1];
+    let path = prepare::resolve_data_path(vectors)?;
+    let (values, found) =
+        crate::data::tokenize::load_word_vectors(&path, &text.tokenizer, dim, seed)?;
+    encoder.set_embeddings(values)?;
+    println!(
+        "pretrained vectors: {found} of {} tokens found in {}",
+        text.tokenizer.vocab_size() - 1,
+        path.display()
+    );
+    model.set_network(network);
     Ok(())
 }
 
@@ -580,11 +743,79 @@ fn preprocessing(model: &Siamese) -> Option<Preprocessing> {
         .and_then(|v| serde_json::from_value(v.clone()).ok())
 }
 
-fn predict(model_dir: &Path, a: &Path, b: &Path, out: Option<&Path>, decide: bool) -> Result<()> {
+/// What `predict` compares.
+enum Inputs {
+    /// Two files of inputs (matrices, images, or sentences one per line).
+    Files(PathBuf, PathBuf),
+    /// Two sentences from the command line.
+    Sentences(String, String),
+}
+
+/// The tokenizer saved with a text model.
+fn model_tokenizer(
+    model_dir: &Path,
+    pre: Option<&Preprocessing>,
+) -> Result<Option<crate::data::tokenize::TextTokenizer>> {
+    match pre.and_then(|p| p.text.as_ref()) {
+        None => Ok(None),
+        Some(t) => Ok(Some(crate::data::tokenize::TextTokenizer::from_file(
+            &model_dir.join("tokenizer.json"),
+            t.max_len,
+        )?)),
+    }
+}
+
+/// Rows for `path`: sentences (one per line) for a text model, else a matrix or images.
+fn load_model_inputs(
+    model_dir: &Path,
+    pre: Option<&Preprocessing>,
+    path: &Path,
+) -> Result<(Matrix, Vec<PathBuf>)> {
+    match model_tokenizer(model_dir, pre)? {
+        Some(tok) => {
+            let text = crate::data::table::read_text(path)?;
+            let lines: Vec<&str> = text
+                .lines()
+                .map(|l| l.trim_end_matches('\r'))
+                .filter(|l| !l.trim().is_empty())
+                .collect();
+            if lines.is_empty() {
+                return Err(SiameseError::Empty(format!(
+                    "{} holds no sentence (one per line expected)",
+                    path.display()
+                )));
+            }
+            Ok((tok.encode(&lines)?, Vec::new()))
+        }
+        None => prepare::load_inputs(path, pre),
+    }
+}
+
+fn predict(model_dir: &Path, inputs: &Inputs, out: Option<&Path>, decide: bool) -> Result<()> {
     let model = Siamese::load(model_dir, &Device::flex())?;
     let pre = preprocessing(&model);
-    let (ma, _) = prepare::load_inputs(a, pre.as_ref())?;
-    let (mb, _) = prepare::load_inputs(b, pre.as_ref())?;
+    let (ma, mb, a, b) = match inputs {
+        Inputs::Files(a, b) => {
+            let (ma, _) = load_model_inputs(model_dir, pre.as_ref(), a)?;
+            let (mb, _) = load_model_inputs(model_dir, pre.as_ref(), b)?;
+            (ma, mb, a.clone(), b.clone())
+        }
+        Inputs::Sentences(a, b) => {
+            let tok = model_tokenizer(model_dir, pre.as_ref())?.ok_or_else(|| {
+                SiameseError::invalid(
+                    model_dir.display().to_string(),
+                    "--text-a/--text-b need a text model (trained on stsb or sick)",
+                )
+            })?;
+            (
+                tok.encode(&[a])?,
+                tok.encode(&[b])?,
+                PathBuf::from("--text-a"),
+                PathBuf::from("--text-b"),
+            )
+        }
+    };
+    let (a, b) = (a.as_path(), b.as_path());
     check_dim(&model, &ma, a)?;
     check_dim(&model, &mb, b)?;
     if ma.rows() != mb.rows() {
@@ -594,6 +825,7 @@ fn predict(model_dir: &Path, a: &Path, b: &Path, out: Option<&Path>, decide: boo
             format!("{} rows", mb.rows()),
         ));
     }
+    let text_model = pre.as_ref().is_some_and(|p| p.text.is_some());
     let threshold = if decide {
         Some(stored_threshold(&model).map(|(t, _)| t).ok_or_else(|| {
             SiameseError::invalid(
@@ -612,10 +844,19 @@ fn predict(model_dir: &Path, a: &Path, b: &Path, out: Option<&Path>, decide: boo
             println!("wrote {} distances to {}", m.rows(), path.display());
         }
         None => {
+            let kind = model.config().loss.kind;
+            if text_model {
+                println!("similarity\tdistance");
+            }
             for v in d {
-                match threshold {
-                    Some(t) => println!("{v}\t{}", if v < t { "same" } else { "different" }),
-                    None => println!("{v}"),
+                let decision = match threshold {
+                    Some(t) => format!("\t{}", if v < t { "same" } else { "different" }),
+                    None => String::new(),
+                };
+                if text_model {
+                    println!("{:.4}\t{v}{decision}", kind.similarity(v));
+                } else {
+                    println!("{v}{decision}");
                 }
             }
         }
@@ -776,7 +1017,7 @@ fn evaluate(args: &EvaluateArgs) -> Result<()> {
 fn embed(model_dir: &Path, input: &Path, out: &Path) -> Result<()> {
     let model = Siamese::load(model_dir, &Device::flex())?;
     let pre = preprocessing(&model);
-    let (x, paths) = prepare::load_inputs(input, pre.as_ref())?;
+    let (x, paths) = load_model_inputs(model_dir, pre.as_ref(), input)?;
     check_dim(&model, &x, input)?;
     let e = model.embed(&x)?;
     crate::data::table::write_matrix_any(out, &e, None)?;

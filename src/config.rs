@@ -50,6 +50,20 @@ impl ModelConfig {
                     "binary-cross-entropy needs the weighted-l1 head (model.head = \"weighted-l1\")",
                 ));
             }
+            (_, LossKind::CosineMse)
+                if self.network.distance != crate::distance::Distance::Cosine =>
+            {
+                return Err(crate::error::SiameseError::config(
+                    "loss.type",
+                    "cosine-mse regresses the cosine similarity: use model.distance = \"cosine\"",
+                ));
+            }
+            (Head::WeightedL1, LossKind::CosineMse | LossKind::ExpMse) => {
+                return Err(crate::error::SiameseError::config(
+                    "model.head",
+                    "cosine-mse and exp-mse train the distance head (model.head = \"distance\")",
+                ));
+            }
             (Head::WeightedL1, LossKind::Contrastive | LossKind::Triplet) => {
                 return Err(crate::error::SiameseError::config(
                     "model.head",
@@ -74,6 +88,11 @@ pub enum DataSource {
     Pairs,
     /// A CSV list of image pairs `path_a,path_b,label`.
     PairList,
+    /// STS Benchmark: a folder with `sts-train.csv`, `sts-dev.csv`, `sts-test.csv` (scores
+    /// 0–5); train / validation (dev) / test as published.
+    Stsb,
+    /// SICK (`SICK.txt`, relatedness 1–5): its own TRAIN / TRIAL (validation) / TEST split.
+    Sick,
 }
 
 /// How pairs are built from class-labelled samples.
@@ -185,6 +204,27 @@ pub struct DataConfig {
     /// Class-name suffix of skilled forgeries, for `pairing = "genuine-forgery"`.
     #[serde(default = "default_forgery_suffix")]
     pub forgery_suffix: String,
+    /// Text: tokens kept per sentence.
+    #[serde(default = "default_max_len")]
+    pub max_len: usize,
+    /// Text: size of the WordPiece vocabulary trained on the training sentences.
+    #[serde(default = "default_vocab_size")]
+    pub vocab_size: usize,
+    /// Text: a `tokenizer.json` to use instead of training one.
+    #[serde(default)]
+    pub tokenizer: Option<std::path::PathBuf>,
+    /// Text: binary labels, similar when the gold score is ≥ this value (on the dataset's
+    /// scale; e.g. 4 for STS-B with the contrastive loss). Without it labels are the gold
+    /// score scaled to [0, 1], for the regression losses.
+    #[serde(default)]
+    pub label_threshold: Option<f32>,
+}
+
+fn default_max_len() -> usize {
+    48
+}
+fn default_vocab_size() -> usize {
+    8000
 }
 
 fn default_forgery_suffix() -> String {
@@ -238,8 +278,27 @@ pub struct EncoderSpec {
     /// Whether the last layer has the activation too.
     #[serde(default = "default_true")]
     pub final_activation: bool,
+    /// Text: size of the token embeddings.
+    #[serde(default = "default_embed_dim")]
+    pub embed_dim: usize,
+    /// Text: what runs over the embeddings, e.g. `{ kind = "lstm", hidden = 128,
+    /// bidirectional = true }`; default: none (pooled embeddings).
+    #[serde(default)]
+    pub body: Option<crate::encoder::text::TextBody>,
+    /// Text: `mean` or `max` pooling over the tokens.
+    #[serde(default)]
+    pub pooling: crate::encoder::text::Pooling,
+    /// Text: size of an optional final linear projection.
+    #[serde(default)]
+    pub output: Option<usize>,
+    /// Text: pretrained word vectors (GloVe / word2vec text format) for the embeddings.
+    #[serde(default)]
+    pub pretrained: Option<std::path::PathBuf>,
 }
 
+fn default_embed_dim() -> usize {
+    128
+}
 fn default_hidden() -> Vec<usize> {
     vec![128, 128, 128]
 }
@@ -256,6 +315,8 @@ pub enum EncoderKind {
     Mlp,
     /// Convolutional layers on images.
     Conv,
+    /// Token embeddings (+ LSTM / GRU / transformer) on sentences.
+    Text,
 }
 
 impl Default for EncoderSpec {
@@ -268,6 +329,11 @@ impl Default for EncoderSpec {
             activation: Default::default(),
             dropout: 0.0,
             final_activation: true,
+            embed_dim: default_embed_dim(),
+            body: None,
+            pooling: Default::default(),
+            output: None,
+            pretrained: None,
         }
     }
 }
@@ -322,7 +388,39 @@ impl EncoderSpec {
                 config.validate()?;
                 crate::encoder::EncoderConfig::Conv(config)
             }
+            EncoderKind::Text => {
+                return Err(SiameseError::config(
+                    "model.encoder",
+                    "a text encoder needs a text source (stsb, sick) and its tokenizer",
+                ));
+            }
         })
+    }
+
+    /// The text encoder config for `vocab_size` row ids and sentences of `max_len` tokens.
+    pub fn to_text_config(
+        &self,
+        vocab_size: usize,
+        max_len: usize,
+    ) -> Result<crate::encoder::EncoderConfig> {
+        use crate::encoder::text::{TextBody, TextEncoderConfig};
+        if self.kind != EncoderKind::Text {
+            return Err(crate::error::SiameseError::config(
+                "model.encoder.type",
+                "text sources (stsb, sick) need model.encoder.type = \"text\"",
+            ));
+        }
+        let config = TextEncoderConfig {
+            vocab_size,
+            max_len,
+            embed_dim: self.embed_dim,
+            body: self.body.clone().unwrap_or(TextBody::Pooling),
+            pooling: self.pooling,
+            output: self.output,
+            dropout: self.dropout,
+        };
+        config.validate()?;
+        Ok(crate::encoder::EncoderConfig::Text(config))
     }
 }
 
@@ -455,13 +553,26 @@ impl RunConfig {
     /// The model config for inputs of `input_dim` features (images of
     /// `data.image_width × data.image_height` for conv encoders).
     pub fn model_config(&self, input_dim: usize) -> Result<ModelConfig> {
+        self.model_config_with(input_dim, None)
+    }
+
+    /// [`Self::model_config`], with the vocabulary size of a text source's tokenizer.
+    pub fn model_config_with(
+        &self,
+        input_dim: usize,
+        text_vocab: Option<usize>,
+    ) -> Result<ModelConfig> {
+        let encoder = match text_vocab {
+            Some(vocab) => self.model.encoder.to_text_config(vocab, input_dim)?,
+            None => self.model.encoder.to_config(
+                input_dim,
+                self.data.image_width,
+                self.data.image_height,
+            )?,
+        };
         Ok(ModelConfig {
             network: SiameseConfig {
-                encoder: self.model.encoder.to_config(
-                    input_dim,
-                    self.data.image_width,
-                    self.data.image_height,
-                )?,
+                encoder,
                 distance: self.model.distance,
                 head: self.model.head,
             },

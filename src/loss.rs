@@ -130,6 +130,25 @@ pub enum LossKind {
     /// Triplet margin loss on (anchor, positive, negative) triplets formed from the training
     /// pairs (see [`crate::train`]); pairs are still scored by the distance.
     Triplet,
+    /// Regression of the cosine similarity `s = 1 − d` (cosine distance) on graded labels:
+    /// `mean((s − y)²)` (Sentence-BERT's STS objective, labels = gold score scaled to [0, 1]).
+    CosineMse,
+    /// Regression of `s = exp(−d)` on graded labels, `mean((s − y)²)`: the Manhattan-LSTM
+    /// similarity `exp(−‖h₁ − h₂‖₁)` of Mueller & Thyagarajan (2016) with the Manhattan
+    /// distance.
+    ExpMse,
+}
+
+impl LossKind {
+    /// The similarity a model trained with this loss predicts from its distance `d`:
+    /// `1 − d` (cosine-mse), `exp(−d)` (exp-mse), and `−d` otherwise (a ranking only).
+    pub fn similarity(&self, d: f32) -> f64 {
+        match self {
+            Self::CosineMse => 1.0 - d as f64,
+            Self::ExpMse => (-(d as f64)).exp(),
+            _ => -(d as f64),
+        }
+    }
 }
 
 /// The loss of a model config: `type` (default `contrastive`) and the contrastive `margin`.
@@ -204,6 +223,8 @@ impl LossConfig {
                 ContrastiveLoss::new(self.margin).forward(scores, labels)
             }
             LossKind::BinaryCrossEntropy => binary_cross_entropy_with_logits(scores, labels),
+            LossKind::CosineMse => (scores.neg().add_scalar(1.0) - labels).square().mean(),
+            LossKind::ExpMse => (scores.neg().exp() - labels).square().mean(),
         }
     }
 }
@@ -318,6 +339,41 @@ mod tests {
             .into_scalar();
         let want = (5.0 - 32f32.sqrt() + 1.0) / 2.0;
         assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+    }
+
+    #[test]
+    fn regression_losses_match_their_formulas() {
+        let device = Device::flex();
+        let col = |v: [f32; 3]| Tensor::<1>::from_floats(v, &device).reshape([3, 1]);
+        let (d, y) = ([0.2f32, 1.0, 0.5], [0.9f32, 0.1, 0.4]);
+        let cos: f32 = LossConfig {
+            kind: LossKind::CosineMse,
+            margin: 1.0,
+        }
+        .forward(col(d), col(y))
+        .into_scalar();
+        let want: f32 = d
+            .iter()
+            .zip(&y)
+            .map(|(d, y)| (1.0 - d - y).powi(2))
+            .sum::<f32>()
+            / 3.0;
+        assert!((cos - want).abs() < 1e-6, "{cos} vs {want}");
+        let exp: f32 = LossConfig {
+            kind: LossKind::ExpMse,
+            margin: 1.0,
+        }
+        .forward(col(d), col(y))
+        .into_scalar();
+        let want: f32 = d
+            .iter()
+            .zip(&y)
+            .map(|(d, y)| ((-d).exp() - y).powi(2))
+            .sum::<f32>()
+            / 3.0;
+        assert!((exp - want).abs() < 1e-6, "{exp} vs {want}");
+        assert!((LossKind::ExpMse.similarity(0.0) - 1.0).abs() < 1e-12);
+        assert!((LossKind::CosineMse.similarity(0.25) - 0.75).abs() < 1e-12);
     }
 
     #[test]

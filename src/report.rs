@@ -66,6 +66,12 @@ pub struct VerificationReport {
     /// Groups the one-shot trials were drawn within (e.g. alphabets), when grouped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub one_shot_groups: Option<Vec<String>>,
+    /// Pearson correlation of predicted similarity and gold score (graded text pairs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pearson: Option<f64>,
+    /// Spearman rank correlation of predicted similarity and gold score.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spearman: Option<f64>,
 }
 
 impl VerificationReport {
@@ -100,6 +106,8 @@ impl VerificationReport {
             ways: None,
             one_shot_trials: None,
             one_shot_groups: None,
+            pearson: None,
+            spearman: None,
         })
     }
 
@@ -134,6 +142,13 @@ impl VerificationReport {
                 format!("{:.2}% at d = {:.4}", self.eer * 100.0, self.eer_threshold),
             ),
         ];
+        if let (Some(p), Some(s)) = (self.pearson, self.spearman) {
+            rows.push((
+                "Pearson",
+                format!("{:.2} (×100, similarity vs gold)", p * 100.0),
+            ));
+            rows.push(("Spearman", format!("{:.2} (×100)", s * 100.0)));
+        }
         if let (Some(a), Some(w)) = (self.one_shot_accuracy, self.ways) {
             rows.push((
                 "one-shot",

@@ -568,3 +568,38 @@ fn image_folder_train_evaluate_one_shot_and_embed() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+#[test]
+fn text_flags_and_losses_are_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let data = pairs_dir(dir, "pairs", 60, 4);
+    // cosine-mse regresses a cosine similarity: another distance is a config error.
+    let o = train_pairs(dir, &data, "m1", &["--loss", "cosine-mse"]);
+    assert_input_error(&o, &["loss.type", "cosine"]);
+    assert!(!dir.join("m1").exists());
+    // Triplets need sample identities: dense pairs have none.
+    let o = train_pairs(dir, &data, "m2", &["--loss", "triplet"]);
+    assert_input_error(&o, &["loss.type", "triplet"]);
+    // Cross-validation folds split class-labelled samples, not ready-made pairs.
+    let o = siamese(
+        &[
+            "train", "--source", "pairs", "--data", "pairs", "--folds", "3", "--output", "m3",
+        ],
+        dir,
+    );
+    assert_input_error(&o, &["data.folds"]);
+    // --text-a on a model that is not a text model.
+    let o = train_pairs(dir, &data, "m4", &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = siamese(
+        &[
+            "predict", "--model", "m4", "--text-a", "a b", "--text-b", "c",
+        ],
+        dir,
+    );
+    assert_input_error(&o, &["m4", "text model"]);
+    // --text-a without --text-b is a usage error.
+    let o = siamese(&["predict", "--model", "m4", "--text-a", "a b"], dir);
+    assert_eq!(o.status.code(), Some(2));
+}

@@ -51,3 +51,88 @@ fn mnist_recipe_short_learns() {
         before.accuracy
     );
 }
+
+/// STS-B end to end through the binary, with the fast bag-of-embeddings encoder (configs/
+/// stsb.toml without the BiLSTM, 3 epochs): the epoch is chosen on dev, test Pearson and
+/// Spearman land in report.json; `predict --text-a/--text-b` and `embed` on a text file work
+/// on the saved model, tokenizer included.
+#[test]
+fn stsb_text_model_end_to_end() {
+    let Some(dir) = data_dir() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let config = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/stsb.toml"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("body ="))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let config_path = tmp.path().join("stsb.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let model = tmp.path().join("model");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_siamese"))
+            .args(args)
+            .env("SIAMESE_DATA_DIR", &dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let model_arg = model.to_str().unwrap();
+    let stdout = run(&[
+        "train",
+        "--config",
+        config_path.to_str().unwrap(),
+        "--epochs",
+        "3",
+        "--output",
+        model_arg,
+        "--quiet",
+    ]);
+    assert!(stdout.contains("kept epoch"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model.join("report.json")).unwrap()).unwrap();
+    let spearman = report["spearman"].as_f64().unwrap();
+    let pearson = report["pearson"].as_f64().unwrap();
+    eprintln!(
+        "STS-B bag of embeddings, 3 epochs: test Pearson {pearson:.3}, Spearman {spearman:.3}"
+    );
+    assert!(spearman > 0.45 && pearson > 0.45, "{report}");
+    let out = run(&[
+        "predict",
+        "--model",
+        model_arg,
+        "--text-a",
+        "A man is playing a guitar.",
+        "--text-b",
+        "A man plays the guitar.",
+    ]);
+    let similarity: f64 = out
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split('\t')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((-1.0..=1.0).contains(&similarity), "{out}");
+    let sentences = tmp.path().join("s.txt");
+    std::fs::write(&sentences, "A dog runs.\n\nA cat sleeps on the sofa.\r\n").unwrap();
+    let emb = tmp.path().join("e.npy");
+    run(&[
+        "embed",
+        "--model",
+        model_arg,
+        "--input",
+        sentences.to_str().unwrap(),
+        "--out",
+        emb.to_str().unwrap(),
+    ]);
+    let m = siamese::data::npy::read_matrix(&emb).unwrap();
+    assert_eq!(m.shape(), [2, 128]);
+}

@@ -16,6 +16,7 @@ pub mod npy;
 pub mod pairlist;
 pub mod table;
 pub mod text;
+pub mod tokenize;
 
 pub use images::{ImageOptions, LabelledSamples};
 pub use pairlist::LabelConvention;

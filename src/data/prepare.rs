@@ -60,6 +60,34 @@ pub struct Preprocessing {
     pub source: DataSource,
     /// Image preprocessing, for image sources.
     pub image: Option<ImageOptions>,
+    /// Text preprocessing, for text sources (the tokenizer itself is saved beside the model
+    /// as `tokenizer.json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<TextPreprocessing>,
+}
+
+/// How sentences became rows of token ids, and how gold scores became labels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TextPreprocessing {
+    /// Tokens per sentence.
+    pub max_len: usize,
+    /// Row ids (tokenizer vocabulary + padding).
+    pub vocab_size: usize,
+    /// The dataset's score scale `(low, high)`; labels are `(score − low) / (high − low)`.
+    pub score_range: (f32, f32),
+    /// Binary labels `score ≥ t` instead, when set.
+    pub label_threshold: Option<f32>,
+}
+
+/// What a text source adds to its pairs: the tokenizer and the gold scores.
+#[derive(Debug, Clone)]
+pub struct TextData {
+    /// The tokenizer (trained on the training sentences, or loaded).
+    pub tokenizer: crate::data::tokenize::TextTokenizer,
+    /// Gold scores of the validation pairs, on the dataset's scale.
+    pub validation_scores: Vec<f32>,
+    /// Gold scores of the test pairs, on the dataset's scale.
+    pub test_scores: Vec<f32>,
 }
 
 /// One part of the data: dense pairs, or index pairs into labelled samples (sample sources:
@@ -134,6 +162,8 @@ pub struct PreparedData {
     pub preprocessing: Preprocessing,
     /// One line per part: how many samples/classes/pairs went where.
     pub description: Vec<String>,
+    /// Tokenizer and gold scores, for text sources.
+    pub text: Option<TextData>,
 }
 
 fn image_options(c: &DataConfig) -> ImageOptions {
@@ -170,9 +200,11 @@ pub fn prepare(config: &DataConfig, seed: u64) -> Result<PreparedData> {
                 Preprocessing {
                     source: config.source,
                     image: (config.source == DataSource::Images).then_some(opts),
+                    text: None,
                 },
             )
         }
+        DataSource::Stsb | DataSource::Sick => prepare_text(config, &path),
         DataSource::Pairs | DataSource::PairList => {
             for (field, set) in [
                 ("data.test_path", config.test_path.is_some()),
@@ -201,10 +233,138 @@ pub fn prepare(config: &DataConfig, seed: u64) -> Result<PreparedData> {
                 Preprocessing {
                     source: config.source,
                     image,
+                    text: None,
                 },
             )
         }
     }
+}
+
+/// The train / validation / test sentence pairs of a text source, and its score scale.
+fn read_text_splits(
+    config: &DataConfig,
+    path: &Path,
+) -> Result<([Vec<crate::data::TextPair>; 3], (f32, f32))> {
+    use crate::data::text::{read_sick, read_stsb};
+    Ok(match config.source {
+        DataSource::Stsb => {
+            let file = |name: &str| read_stsb(&path.join(name));
+            (
+                [
+                    file("sts-train.csv")?,
+                    file("sts-dev.csv")?,
+                    file("sts-test.csv")?,
+                ],
+                (0.0, 5.0),
+            )
+        }
+        _ => {
+            let part = |split: &str| read_sick(path, Some(split));
+            ([part("TRAIN")?, part("TRIAL")?, part("TEST")?], (1.0, 5.0))
+        }
+    })
+}
+
+/// Loads a text source: its published splits, a tokenizer (trained on the training sentences
+/// only, or loaded), and labels from the gold scores.
+fn prepare_text(config: &DataConfig, path: &Path) -> Result<PreparedData> {
+    use crate::data::tokenize::TextTokenizer;
+    for (field, set) in [
+        ("data.test_path", config.test_path.is_some()),
+        ("data.folds", config.folds.is_some()),
+    ] {
+        if set {
+            return Err(SiameseError::config(
+                field,
+                "text sources use their published train / validation / test splits",
+            ));
+        }
+    }
+    let ([mut train, val, test], (low, high)) = read_text_splits(config, path)?;
+    if let Some(n) = config.limit {
+        train.truncate(n);
+    }
+    let tokenizer = match &config.tokenizer {
+        Some(p) => TextTokenizer::from_file(&resolve_data_path(p)?, config.max_len)?,
+        None => {
+            let sentences: Vec<&str> = train
+                .iter()
+                .flat_map(|p| [p.a.as_str(), p.b.as_str()])
+                .collect();
+            TextTokenizer::train(&sentences, config.vocab_size, config.max_len)?
+        }
+    };
+    let label = |score: f32| match config.label_threshold {
+        Some(t) => {
+            if score >= t {
+                1.0
+            } else {
+                0.0
+            }
+        }
+        None => ((score - low) / (high - low)).clamp(0.0, 1.0),
+    };
+    let encode = |pairs: &[crate::data::TextPair]| -> Result<Pairs> {
+        let a: Vec<&str> = pairs.iter().map(|p| p.a.as_str()).collect();
+        let b: Vec<&str> = pairs.iter().map(|p| p.b.as_str()).collect();
+        Ok(Pairs {
+            a: tokenizer.encode(&a)?,
+            b: tokenizer.encode(&b)?,
+            labels: pairs.iter().map(|p| label(p.score)).collect(),
+        })
+    };
+    let truncated = |pairs: &[crate::data::TextPair]| -> Result<usize> {
+        let mut n = 0;
+        for p in pairs {
+            for s in [&p.a, &p.b] {
+                if tokenizer.tokens(s)?.len() > config.max_len {
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    };
+    let describe = |name: &str, pairs: &[crate::data::TextPair]| {
+        format!("{name}: {} sentence pairs", pairs.len())
+    };
+    let description = vec![
+        format!(
+            "tokenizer: {} ids ({}), {} tokens per sentence ({} training sentences longer)",
+            tokenizer.vocab_size(),
+            match &config.tokenizer {
+                Some(p) => format!("loaded from {}", p.display()),
+                None => "WordPiece trained on the training sentences".into(),
+            },
+            config.max_len,
+            truncated(&train)?
+        ),
+        describe("train", &train),
+        describe("validation", &val),
+        describe("test", &test),
+    ];
+    let preprocessing = Preprocessing {
+        source: config.source,
+        image: None,
+        text: Some(TextPreprocessing {
+            max_len: config.max_len,
+            vocab_size: tokenizer.vocab_size(),
+            score_range: (low, high),
+            label_threshold: config.label_threshold,
+        }),
+    };
+    Ok(PreparedData {
+        train: PairSet::Dense(encode(&train)?),
+        validation: Some(PairSet::Dense(encode(&val)?)),
+        test: PairSet::Dense(encode(&test)?),
+        input_dim: config.max_len,
+        preprocessing,
+        description,
+        text: Some(TextData {
+            validation_scores: val.iter().map(|p| p.score).collect(),
+            test_scores: test.iter().map(|p| p.score).collect(),
+            tokenizer,
+        }),
+    })
 }
 
 /// Reads a pair-list CSV with its label convention and loads its images.
@@ -473,6 +633,7 @@ fn from_samples(
         input_dim,
         preprocessing,
         description,
+        text: None,
     })
 }
 
@@ -522,6 +683,7 @@ fn from_pairs(
         input_dim: all.a.cols(),
         preprocessing,
         description,
+        text: None,
     })
 }
 
