@@ -241,10 +241,10 @@ pub fn prepare(config: &DataConfig, seed: u64) -> Result<PreparedData> {
 }
 
 /// The train / validation / test sentence pairs of a text source, and its score scale.
-fn read_text_splits(
-    config: &DataConfig,
-    path: &Path,
-) -> Result<([Vec<crate::data::TextPair>; 3], (f32, f32))> {
+/// Train, validation and test pairs of a text source.
+type TextSplits = [Vec<crate::data::TextPair>; 3];
+
+fn read_text_splits(config: &DataConfig, path: &Path) -> Result<(TextSplits, (f32, f32))> {
     use crate::data::text::{read_sick, read_stsb};
     Ok(match config.source {
         DataSource::Stsb => {

@@ -102,6 +102,10 @@ pub enum ConvLayerConfig {
         #[serde(default = "relu")]
         activation: Activation,
     },
+    /// Scales each flat vector to unit length, `x / max(‖x‖₂, 1e-12)`: embeddings on the unit
+    /// sphere, so Euclidean distances lie in [0, 2] whatever the scale of the layers below
+    /// (FaceNet-style; it keeps a margin-1 contrastive loss well conditioned).
+    L2Normalize,
 }
 
 /// The shape after a layer: `[channels, height, width]` or flat features.
@@ -177,7 +181,7 @@ impl ConvEncoderConfig {
     ///   conv 64@3 → pool → flatten → dropout 0.2 → dense 128 (linear).
     /// - `signatures`: SigNet-like, downscaled (e.g. 128×64): conv 16@7 → batch norm → pool →
     ///   conv 32@5 → batch norm → pool → dropout 0.3 → conv 64@3 → pool → dropout 0.3 →
-    ///   flatten → dense 128 (linear).
+    ///   flatten → dense 128 (linear) → L2 normalisation.
     pub fn preset(name: &str, width: usize, height: usize) -> Result<Self> {
         let layers = match name {
             "koch2015" => vec![
@@ -238,6 +242,7 @@ impl ConvEncoderConfig {
                     units: 128,
                     activation: Activation::Linear,
                 },
+                L::L2Normalize,
             ],
             other => {
                 return Err(SiameseError::config(
@@ -346,6 +351,15 @@ impl ConvEncoderConfig {
                     let [c, h, w] = spatial(shape, "flatten")?;
                     LayerShape::Flat(c * h * w)
                 }
+                L::L2Normalize => match shape {
+                    LayerShape::Flat(_) => shape,
+                    LayerShape::Spatial(_) => {
+                        return Err(SiameseError::config(
+                            field,
+                            "l2_normalize needs a flat input: add a `flatten` layer before it",
+                        ));
+                    }
+                },
                 L::Dense { units, .. } => match shape {
                     LayerShape::Flat(_) if units > 0 => LayerShape::Flat(units),
                     LayerShape::Flat(_) => {
@@ -414,6 +428,7 @@ impl ConvEncoderConfig {
                     L::BatchNorm => ("batch_norm", "BatchNorm".to_string(), 4 * in_channels),
                     L::Dropout { rate } => ("dropout", format!("Dropout({rate})"), 0),
                     L::Flatten => ("flatten", "Flatten".to_string(), 0),
+                    L::L2Normalize => ("l2_normalize", "L2 normalise".to_string(), 0),
                     L::Dense { units, activation } => (
                         "dense",
                         format!("Dense, {}", activation.name()),
@@ -458,7 +473,7 @@ impl ConvEncoderConfig {
                     rate,
                     seed.wrapping_add(i as u64),
                 ))),
-                L::Flatten => {}
+                L::Flatten | L::L2Normalize => {}
                 L::Dense { units, .. } => modules.push(ConvModule::Dense(glorot_dense(
                     width_in, units, &mut rng, device,
                 ))),
@@ -586,6 +601,12 @@ impl ConvEncoder {
                         flat = Some(activation.apply(m.forward(t)));
                     }
                 }
+                L::L2Normalize => {
+                    if let Some(t) = flat.take() {
+                        let norm = t.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
+                        flat = Some(t / norm);
+                    }
+                }
             }
         }
         // A validated config always ends flat.
@@ -596,6 +617,34 @@ impl ConvEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn l2_normalize_gives_unit_rows() {
+        let config: ConvEncoderConfig = serde_json::from_str(
+            r#"{"width": 6, "height": 6, "channels": 1, "layers": [
+                {"type": "conv2d", "filters": 2, "kernel": 3},
+                {"type": "flatten"}, {"type": "dense", "units": 5, "activation": "linear"},
+                {"type": "l2_normalize"}]}"#,
+        )
+        .unwrap();
+        let device = Device::flex();
+        let enc = config.init(&device, 1).unwrap();
+        let x = Tensor::<1>::from_floats(
+            (0..72).map(|i| (i % 7) as f32 * 3.0).collect::<Vec<_>>().as_slice(),
+            &device,
+        )
+        .reshape([2, 36]);
+        let y = enc.forward(x).into_data().try_to_vec::<f32>().unwrap();
+        for row in y.chunks(5) {
+            let n: f32 = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+            assert!((n - 1.0).abs() < 1e-5, "{row:?}");
+        }
+        let bad: std::result::Result<ConvEncoderConfig, _> = serde_json::from_str(
+            r#"{"width": 6, "height": 6, "channels": 1, "layers": [{"type": "l2_normalize"}]}"#,
+        );
+        let err = bad.unwrap().validate().unwrap_err().to_string();
+        assert!(err.contains("flatten"), "{err}");
+    }
 
     #[test]
     fn presets_have_the_documented_shapes() {
