@@ -33,6 +33,10 @@ use burn::tensor::Device;
 #[derive(Debug, Parser)]
 #[command(name = "siamese", version, about)]
 pub struct Cli {
+    /// Device: cpu (flex, the default), or gpu / wgpu / vulkan / cuda in a build with that
+    /// feature.
+    #[arg(long, global = true, default_value = "cpu", env = "SIAMESE_DEVICE")]
+    pub device: String,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -309,9 +313,14 @@ pub fn main() -> i32 {
 
 /// Runs one parsed command.
 pub fn run(cli: Cli) -> Result<()> {
+    let device = cli
+        .device
+        .parse::<crate::device::DeviceChoice>()?
+        .device()?;
+    let device = &device;
     match cli.command {
         Command::Init { path, force } => init(&path, force),
-        Command::Train(args) => train(*args),
+        Command::Train(args) => train(*args, device),
         Command::Predict {
             model,
             a,
@@ -331,10 +340,10 @@ pub fn run(cli: Cli) -> Result<()> {
                     ));
                 }
             };
-            predict(&model, &inputs, out.as_deref(), decide)
+            predict(&model, &inputs, out.as_deref(), decide, device)
         }
-        Command::Evaluate(args) => evaluate(&args),
-        Command::Embed { model, input, out } => embed(&model, &input, &out),
+        Command::Evaluate(args) => evaluate(&args, device),
+        Command::Embed { model, input, out } => embed(&model, &input, &out, device),
         Command::Data {
             command: DataCommand::Info { path },
         } => {
@@ -344,8 +353,8 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Summary { model, input_dim } => {
             let model = match model {
-                Some(dir) => Siamese::load(dir, &Device::flex())?,
-                None => Siamese::new(ModelConfig::reference(input_dim), &Device::flex())?,
+                Some(dir) => Siamese::load(dir, device)?,
+                None => Siamese::new(ModelConfig::reference(input_dim), device)?,
             };
             println!("{}", model.summary());
             Ok(())
@@ -488,7 +497,7 @@ fn set<T>(field: &mut T, value: Option<T>) {
     }
 }
 
-fn train(args: TrainArgs) -> Result<()> {
+fn train(args: TrainArgs, device: &Device) -> Result<()> {
     let config = run_config(&args)?;
     let verbose = !args.quiet;
     let data = prepare::prepare(&config.data, config.train.seed)?;
@@ -498,7 +507,7 @@ fn train(args: TrainArgs) -> Result<()> {
     let text_vocab = data.preprocessing.text.as_ref().map(|t| t.vocab_size);
     let mut model = Siamese::new(
         config.model_config_with(data.input_dim, text_vocab)?,
-        &Device::flex(),
+        device,
     )?;
     if let Some(vectors) = &config.model.encoder.pretrained {
         load_pretrained(&mut model, &data, vectors, config.train.seed)?;
@@ -791,8 +800,14 @@ fn load_model_inputs(
     }
 }
 
-fn predict(model_dir: &Path, inputs: &Inputs, out: Option<&Path>, decide: bool) -> Result<()> {
-    let model = Siamese::load(model_dir, &Device::flex())?;
+fn predict(
+    model_dir: &Path,
+    inputs: &Inputs,
+    out: Option<&Path>,
+    decide: bool,
+    device: &Device,
+) -> Result<()> {
+    let model = Siamese::load(model_dir, device)?;
     let pre = preprocessing(&model);
     let (ma, mb, a, b) = match inputs {
         Inputs::Files(a, b) => {
@@ -902,8 +917,8 @@ fn load_pair_data(
     Ok(pairs)
 }
 
-fn evaluate(args: &EvaluateArgs) -> Result<()> {
-    let model = Siamese::load(&args.model, &Device::flex())?;
+fn evaluate(args: &EvaluateArgs, device: &Device) -> Result<()> {
+    let model = Siamese::load(&args.model, device)?;
     // The pairs to evaluate and, for a rebuilt run, the labelled test samples.
     let test: PairSet = match &args.data {
         Some(path) => PairSet::Dense(load_pair_data(&model, path, args.pair_labels)?),
@@ -1014,8 +1029,8 @@ fn evaluate(args: &EvaluateArgs) -> Result<()> {
     Ok(())
 }
 
-fn embed(model_dir: &Path, input: &Path, out: &Path) -> Result<()> {
-    let model = Siamese::load(model_dir, &Device::flex())?;
+fn embed(model_dir: &Path, input: &Path, out: &Path, device: &Device) -> Result<()> {
+    let model = Siamese::load(model_dir, device)?;
     let pre = preprocessing(&model);
     let (x, paths) = load_model_inputs(model_dir, pre.as_ref(), input)?;
     check_dim(&model, &x, input)?;

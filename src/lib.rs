@@ -27,6 +27,7 @@
 pub mod cli;
 pub mod config;
 pub mod data;
+pub mod device;
 pub mod distance;
 pub mod encoder;
 pub mod error;

@@ -238,20 +238,39 @@ impl Siamese {
                 group(*params)
             ));
         }
-        lines.push(format!(
-            "{:<36}{:<22}{:>12}  {}",
-            format!("distance ({})", self.config.network.distance.name()),
-            "(None, 1)",
-            0,
-            "encoder(a), encoder(b)"
-        ));
+        let head_params = match self.config.network.head {
+            crate::siamese::Head::Distance => {
+                lines.push(format!(
+                    "{:<36}{:<22}{:>12}  {}",
+                    format!("distance ({})", self.config.network.distance.name()),
+                    "(None, 1)",
+                    0,
+                    "encoder(a), encoder(b)"
+                ));
+                0
+            }
+            crate::siamese::Head::WeightedL1 => {
+                let params = enc.output_dim() + 1;
+                lines.push(format!(
+                    "{:<36}{:<22}{:>12}  {}",
+                    "weighted_l1 (Dense |a−b| → logit)",
+                    "(None, 1)",
+                    group(params),
+                    "encoder(a), encoder(b)"
+                ));
+                params
+            }
+        };
+        // Keras counts batch-norm moving statistics as (non-trainable) parameters.
+        let total = total + head_params;
+        let trainable = self.network.num_params();
         lines.push("=".repeat(90));
         lines.push(format!("Total params: {}", group(total)));
+        lines.push(format!("Trainable params: {}", group(trainable)));
         lines.push(format!(
-            "Trainable params: {}",
-            group(self.network.num_params())
+            "Non-trainable params: {}",
+            group(total.saturating_sub(trainable))
         ));
-        lines.push("Non-trainable params: 0".into());
         lines.join("\n")
     }
 

@@ -630,7 +630,10 @@ mod tests {
         let device = Device::flex();
         let enc = config.init(&device, 1).unwrap();
         let x = Tensor::<1>::from_floats(
-            (0..72).map(|i| (i % 7) as f32 * 3.0).collect::<Vec<_>>().as_slice(),
+            (0..72)
+                .map(|i| (i % 7) as f32 * 3.0)
+                .collect::<Vec<_>>()
+                .as_slice(),
             &device,
         )
         .reshape([2, 36]);

@@ -1,0 +1,126 @@
+//! Where tensors live: the flex CPU backend by default, a GPU backend when the crate is built
+//! with one (`--features wgpu`, `vulkan` or `cuda`). The same model code runs on every device;
+//! only the [`Device`] handed to [`crate::model::Siamese::new`] / `load` changes.
+//!
+//! ```
+//! use siamese::device::DeviceChoice;
+//!
+//! let cpu: DeviceChoice = "cpu".parse().unwrap();
+//! assert!(cpu.device().is_ok());
+//! assert!("tpu".parse::<DeviceChoice>().is_err());
+//! ```
+
+use burn::tensor::Device;
+
+use crate::error::{Result, SiameseError};
+
+/// A device named on the command line (`--device`) or in code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceChoice {
+    /// The flex CPU backend (pure Rust, SIMD + gemm, rayon threads).
+    Cpu,
+    /// The first GPU backend this build has (cuda, then vulkan, then wgpu).
+    Gpu,
+    /// wgpu on its automatically chosen graphics API.
+    Wgpu,
+    /// wgpu pinned to Vulkan.
+    Vulkan,
+    /// CUDA.
+    Cuda,
+}
+
+/// GPU backends compiled into this build, in order of preference.
+pub fn gpu_backends() -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if cfg!(feature = "cuda") {
+        out.push("cuda");
+    }
+    if cfg!(feature = "vulkan") {
+        out.push("vulkan");
+    }
+    if cfg!(feature = "wgpu") {
+        out.push("wgpu");
+    }
+    out
+}
+
+impl std::str::FromStr for DeviceChoice {
+    type Err = SiameseError;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "cpu" | "flex" => Self::Cpu,
+            "gpu" => Self::Gpu,
+            "wgpu" => Self::Wgpu,
+            "vulkan" => Self::Vulkan,
+            "cuda" => Self::Cuda,
+            other => {
+                return Err(SiameseError::config(
+                    "device",
+                    format!("unknown device `{other}`; expected cpu, gpu, wgpu, vulkan or cuda"),
+                ));
+            }
+        })
+    }
+}
+
+fn not_built(name: &str) -> SiameseError {
+    let built = gpu_backends();
+    SiameseError::config(
+        "device",
+        format!(
+            "this build has no {name} backend (GPU backends built in: {}); rebuild with \
+             `cargo build --release --features {}`",
+            if built.is_empty() {
+                "none".to_string()
+            } else {
+                built.join(", ")
+            },
+            if name == "GPU" { "vulkan" } else { name }
+        ),
+    )
+}
+
+impl DeviceChoice {
+    /// The burn device, or a clear error when this build lacks the backend.
+    pub fn device(self) -> Result<Device> {
+        match self {
+            Self::Cpu => Ok(Device::flex()),
+            Self::Gpu => match gpu_backends().first() {
+                Some(&"cuda") => Self::Cuda.device(),
+                Some(&"vulkan") => Self::Vulkan.device(),
+                Some(_) => Self::Wgpu.device(),
+                None => Err(not_built("GPU")),
+            },
+            #[cfg(feature = "wgpu")]
+            Self::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
+            #[cfg(feature = "vulkan")]
+            Self::Vulkan => Ok(Device::vulkan(burn::tensor::DeviceKind::DefaultDevice)),
+            #[cfg(feature = "cuda")]
+            Self::Cuda => Ok(Device::cuda(0)),
+            #[allow(unreachable_patterns)]
+            other => Err(not_built(match other {
+                Self::Wgpu => "wgpu",
+                Self::Vulkan => "vulkan",
+                _ => "cuda",
+            })),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_and_missing_backends_are_explained() {
+        assert_eq!("CPU".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cpu);
+        assert_eq!("gpu".parse::<DeviceChoice>().unwrap(), DeviceChoice::Gpu);
+        let err = "tpu".parse::<DeviceChoice>().unwrap_err().to_string();
+        assert!(err.contains("device") && err.contains("tpu"), "{err}");
+        if gpu_backends().is_empty() {
+            let err = DeviceChoice::Gpu.device().unwrap_err().to_string();
+            assert!(err.contains("--features vulkan"), "{err}");
+            assert!(DeviceChoice::Cuda.device().is_err());
+        }
+    }
+}
