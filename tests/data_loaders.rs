@@ -365,3 +365,65 @@ fn signature_folds_are_writer_disjoint() {
         ["049", "050", "051", "052", "053", "054", "055", "056"]
     );
 }
+
+#[test]
+fn text_sources_tokenise_their_published_splits() {
+    let Some(sts) = dataset("sts_benchmark") else {
+        return;
+    };
+    let c = run_config(&format!(
+        "[data]\nsource = \"stsb\"\npath = {sts:?}\nmax_len = 16\nvocab_size = 2000\n\
+         label_threshold = 4.0\n"
+    ));
+    let data = siamese::data::prepare::prepare(&c.data, 0).unwrap();
+    assert_eq!(
+        (
+            data.train.len(),
+            data.validation.as_ref().unwrap().len(),
+            data.test.len()
+        ),
+        (5749, 1500, 1379)
+    );
+    assert_eq!(data.input_dim, 16);
+    let text = data.text.as_ref().unwrap();
+    assert!(text.tokenizer.vocab_size() <= 2001);
+    // Binary labels: similar exactly when the gold score is at least 4.
+    let labels = data.test.data().labels();
+    for (y, s) in labels.iter().zip(&text.test_scores) {
+        assert_eq!(*y, if *s >= 4.0 { 1.0 } else { 0.0 });
+    }
+    let siamese::data::prepare::PairSet::Dense(p) = &data.train else {
+        panic!("dense text pairs");
+    };
+    // Ids are below the vocabulary size, padding is 0 and only trails.
+    for row in (0..p.a.rows()).map(|r| p.a.row(r)) {
+        assert!(
+            row.iter()
+                .all(|&v| v >= 0.0 && (v as usize) < text.tokenizer.vocab_size())
+        );
+        let first_pad = row.iter().position(|&v| v == 0.0).unwrap_or(row.len());
+        assert!(row[first_pad..].iter().all(|&v| v == 0.0));
+    }
+    let Some(sick) = dataset("sick") else {
+        return;
+    };
+    let c = run_config(&format!(
+        "[data]\nsource = \"sick\"\npath = {:?}\nmax_len = 12\n",
+        sick.join("SICK.txt")
+    ));
+    let data = siamese::data::prepare::prepare(&c.data, 0).unwrap();
+    assert_eq!(
+        (
+            data.train.len(),
+            data.validation.as_ref().unwrap().len(),
+            data.test.len()
+        ),
+        (4439, 495, 4906) // SICK.txt's SemEval_set column
+    );
+    // Graded labels: (score − 1) / 4 in [0, 1].
+    let labels = data.test.data().labels();
+    let scores = &data.text.as_ref().unwrap().test_scores;
+    for (y, s) in labels.iter().zip(scores) {
+        assert!((y - (s - 1.0) / 4.0).abs() < 1e-6);
+    }
+}
