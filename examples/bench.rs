@@ -81,6 +81,7 @@ fn predict_rate(dim: usize, n: usize, reps: usize) -> f64 {
 }
 
 fn main() {
+    siamese::device::tune_host_allocator();
     let quick = std::env::args().any(|a| a == "--quick");
     let reps = if quick { 1 } else { 3 };
     println!(

@@ -69,6 +69,7 @@ struct Args {
 }
 
 fn main() -> Result<()> {
+    siamese::device::tune_host_allocator();
     let args = Args::parse();
     if let Some(n) = args.threads {
         rayon_global(n);
