@@ -346,32 +346,22 @@ mod tests {
         let device = Device::flex();
         let col = |v: [f32; 3]| Tensor::<1>::from_floats(v, &device).reshape([3, 1]);
         let (d, y) = ([0.2f32, 1.0, 0.5], [0.9f32, 0.1, 0.4]);
-        let cos: f32 = LossConfig {
-            kind: LossKind::CosineMse,
-            margin: 1.0,
+        // Each loss is the mean squared error of its similarity s(d) against the labels.
+        for (kind, s) in [
+            (LossKind::CosineMse, (|d: f32| 1.0 - d) as fn(f32) -> f32),
+            (LossKind::ExpMse, |d: f32| (-d).exp()),
+        ] {
+            let got: f32 = LossConfig { kind, margin: 1.0 }
+                .forward(col(d), col(y))
+                .into_scalar();
+            let want: f32 = d
+                .iter()
+                .zip(&y)
+                .map(|(&d, y)| (s(d) - y).powi(2))
+                .sum::<f32>()
+                / 3.0;
+            assert!((got - want).abs() < 1e-6, "{kind:?}: {got} vs {want}");
         }
-        .forward(col(d), col(y))
-        .into_scalar();
-        let want: f32 = d
-            .iter()
-            .zip(&y)
-            .map(|(d, y)| (1.0 - d - y).powi(2))
-            .sum::<f32>()
-            / 3.0;
-        assert!((cos - want).abs() < 1e-6, "{cos} vs {want}");
-        let exp: f32 = LossConfig {
-            kind: LossKind::ExpMse,
-            margin: 1.0,
-        }
-        .forward(col(d), col(y))
-        .into_scalar();
-        let want: f32 = d
-            .iter()
-            .zip(&y)
-            .map(|(d, y)| ((-d).exp() - y).powi(2))
-            .sum::<f32>()
-            / 3.0;
-        assert!((exp - want).abs() < 1e-6, "{exp} vs {want}");
         assert!((LossKind::ExpMse.similarity(0.0) - 1.0).abs() < 1e-12);
         assert!((LossKind::CosineMse.similarity(0.25) - 0.75).abs() < 1e-12);
     }

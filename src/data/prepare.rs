@@ -206,17 +206,10 @@ pub fn prepare(config: &DataConfig, seed: u64) -> Result<PreparedData> {
         }
         DataSource::Stsb | DataSource::Sick => prepare_text(config, &path),
         DataSource::Pairs | DataSource::PairList => {
-            for (field, set) in [
-                ("data.test_path", config.test_path.is_some()),
-                ("data.folds", config.folds.is_some()),
-            ] {
-                if set {
-                    return Err(SiameseError::config(
-                        field,
-                        "applies to class-labelled samples (mnist or images), not to ready-made pairs",
-                    ));
-                }
-            }
+            reject_sample_splits(
+                config,
+                "applies to class-labelled samples (mnist or images), not to ready-made pairs",
+            )?;
             let (all, image) = if config.source == DataSource::Pairs {
                 (crate::data::npy::read_pairs(&path)?, None)
             } else {
@@ -238,6 +231,19 @@ pub fn prepare(config: &DataConfig, seed: u64) -> Result<PreparedData> {
             )
         }
     }
+}
+
+/// Errors naming `data.test_path` or `data.folds` when set for a source they do not apply to.
+fn reject_sample_splits(config: &DataConfig, why: &str) -> Result<()> {
+    for (field, set) in [
+        ("data.test_path", config.test_path.is_some()),
+        ("data.folds", config.folds.is_some()),
+    ] {
+        if set {
+            return Err(SiameseError::config(field, why));
+        }
+    }
+    Ok(())
 }
 
 /// The train / validation / test sentence pairs of a text source, and its score scale.
@@ -269,17 +275,10 @@ fn read_text_splits(config: &DataConfig, path: &Path) -> Result<(TextSplits, (f3
 /// only, or loaded), and labels from the gold scores.
 fn prepare_text(config: &DataConfig, path: &Path) -> Result<PreparedData> {
     use crate::data::tokenize::TextTokenizer;
-    for (field, set) in [
-        ("data.test_path", config.test_path.is_some()),
-        ("data.folds", config.folds.is_some()),
-    ] {
-        if set {
-            return Err(SiameseError::config(
-                field,
-                "text sources use their published train / validation / test splits",
-            ));
-        }
-    }
+    reject_sample_splits(
+        config,
+        "text sources use their published train / validation / test splits",
+    )?;
     let ([mut train, val, test], (low, high)) = read_text_splits(config, path)?;
     if let Some(n) = config.limit {
         train.truncate(n);
