@@ -92,17 +92,56 @@ impl DeviceChoice {
                 None => Err(not_built("GPU")),
             },
             #[cfg(feature = "wgpu")]
-            Self::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
+            Self::Wgpu => probe(
+                Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
+                "wgpu",
+            ),
             #[cfg(feature = "vulkan")]
-            Self::Vulkan => Ok(Device::vulkan(burn::tensor::DeviceKind::DefaultDevice)),
+            Self::Vulkan => probe(
+                Device::vulkan(burn::tensor::DeviceKind::DefaultDevice),
+                "Vulkan",
+            ),
             #[cfg(feature = "cuda")]
-            Self::Cuda => Ok(Device::cuda(0)),
+            Self::Cuda => probe(Device::cuda(0), "CUDA"),
             #[allow(unreachable_patterns)]
             other => Err(not_built(match other {
                 Self::Wgpu => "wgpu",
                 Self::Vulkan => "vulkan",
                 _ => "cuda",
             })),
+        }
+    }
+}
+
+/// Runs one tiny operation on a GPU `device` so that a missing adapter or driver becomes a
+/// clear error here instead of a panic deep inside the backend at the first real operation.
+#[cfg(any(feature = "wgpu", feature = "vulkan", feature = "cuda"))]
+fn probe(device: Device, name: &str) -> Result<Device> {
+    use burn::tensor::Tensor;
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let probe_device = device.clone();
+    let outcome = std::panic::catch_unwind(move || {
+        Tensor::<1>::from_floats([1.0f32, 2.0], &probe_device)
+            .sum()
+            .into_scalar()
+    });
+    std::panic::set_hook(hook);
+    match outcome {
+        Ok(v) if v == 3.0 => Ok(device),
+        Ok(v) => Err(SiameseError::Runtime(format!(
+            "the {name} device computed 1 + 2 = {v}; refusing to use it"
+        ))),
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "the backend failed to start".into());
+            Err(SiameseError::Runtime(format!(
+                "no usable {name} device ({why}); is a GPU with its driver and loader present? \
+                 `--device cpu` runs on the CPU"
+            )))
         }
     }
 }
