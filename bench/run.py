@@ -220,70 +220,55 @@ def table(header, rows):
 # --------------------------------------------------------------------------- sections
 
 
+THROUGHPUT_COLUMNS = ["dim", "batch", "siamese", "torch", "keras", "ours/torch", "ours/keras",
+                      "target", "met", "peak RSS MB (s / t / k)"]  # fmt: skip
+
+
+def throughput_row(args, env, raw, mode, dim, batch, pairs, passes, target):
+    """Measures one dim × batch configuration of `mode` and returns its table row."""
+    label = f"{mode} dim {dim} batch {batch}"
+    log(label)
+    res = measure(
+        label, args.impls,
+        lambda i: bench_cmd(i, args.python, mode, dim, batch, pairs, passes, args.threads),
+        args, env,
+    )  # fmt: skip
+    raw[label] = res
+    rate = {i: med_rate(res.get(i, [])) for i in IMPLS}
+    rss = {i: med_rss(res.get(i, [])) for i in IMPLS}
+    return [
+        dim, batch,
+        *(show(args, i, rate[i]) for i in IMPLS),
+        fmt_ratio(rate["siamese"], rate["torch"]), fmt_ratio(rate["siamese"], rate["keras"]),
+        f"≥ {target}× torch", verdict(ratio(rate["siamese"], rate["torch"]), target),
+        " / ".join(show(args, i, rss[i]) for i in IMPLS),
+    ]  # fmt: skip
+
+
 def section_train(args, env, sizes, raw):
-    rows = []
-    for dim in (100, 784):
-        for batch in (32, 128, 1024):
-            label = f"train dim {dim} batch {batch}"
-            log(label)
-            res = measure(
-                label, args.impls,
-                lambda i: bench_cmd(i, args.python, "train", dim, batch,
-                                    sizes["train_pairs"], sizes["train_epochs"], args.threads),
-                args, env,
-            )  # fmt: skip
-            raw[label] = res
-            rate = {i: med_rate(res.get(i, [])) for i in IMPLS}
-            rss = {i: med_rss(res.get(i, [])) for i in IMPLS}
-            target = TRAIN_TARGETS[batch]
-            rows.append([
-                dim, batch,
-                *(show(args, i, rate[i]) for i in IMPLS),
-                fmt_ratio(rate["siamese"], rate["torch"]), fmt_ratio(rate["siamese"], rate["keras"]),
-                f"≥ {target}× torch", verdict(ratio(rate["siamese"], rate["torch"]), target),
-                " / ".join(show(args, i, rss[i]) for i in IMPLS),
-            ])  # fmt: skip
+    rows = [
+        throughput_row(args, env, raw, "train", dim, batch, sizes["train_pairs"],
+                       sizes["train_epochs"], TRAIN_TARGETS[batch])
+        for dim in (100, 784)
+        for batch in (32, 128, 1024)
+    ]  # fmt: skip
     return (
         f"### Training throughput (pairs/s; {sizes['train_pairs']} pairs, "
         f"{sizes['train_epochs']} timed epoch(s) after 1 warm-up)\n\n"
-        + table(
-            ["dim", "batch", "siamese", "torch", "keras", "ours/torch", "ours/keras",
-             "target", "met", "peak RSS MB (s / t / k)"],
-            rows,
-        )  # fmt: skip
+        + table(THROUGHPUT_COLUMNS, rows)
     )
 
 
 def section_predict(args, env, sizes, raw):
-    rows = []
-    for dim in (100, 784):
-        label = f"predict dim {dim} batch 1024"
-        log(label)
-        res = measure(
-            label, args.impls,
-            lambda i: bench_cmd(i, args.python, "predict", dim, 1024,
-                                sizes["predict_pairs"], sizes["predict_passes"], args.threads),
-            args, env,
-        )  # fmt: skip
-        raw[label] = res
-        rate = {i: med_rate(res.get(i, [])) for i in IMPLS}
-        rss = {i: med_rss(res.get(i, [])) for i in IMPLS}
-        rows.append([
-            dim, 1024,
-            *(show(args, i, rate[i]) for i in IMPLS),
-            fmt_ratio(rate["siamese"], rate["torch"]), fmt_ratio(rate["siamese"], rate["keras"]),
-            f"≥ {PREDICT_TARGET}× torch",
-            verdict(ratio(rate["siamese"], rate["torch"]), PREDICT_TARGET),
-            " / ".join(show(args, i, rss[i]) for i in IMPLS),
-        ])  # fmt: skip
+    rows = [
+        throughput_row(args, env, raw, "predict", dim, 1024, sizes["predict_pairs"],
+                       sizes["predict_passes"], PREDICT_TARGET)
+        for dim in (100, 784)
+    ]  # fmt: skip
     return (
         f"### Predict throughput (pairs/s; {sizes['predict_pairs']} pairs, "
         f"{sizes['predict_passes']} timed pass(es) after 1 warm-up)\n\n"
-        + table(
-            ["dim", "batch", "siamese", "torch", "keras", "ours/torch", "ours/keras",
-             "target", "met", "peak RSS MB (s / t / k)"],
-            rows,
-        )  # fmt: skip
+        + table(THROUGHPUT_COLUMNS, rows)
     )
 
 
