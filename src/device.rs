@@ -124,7 +124,7 @@ fn probe(device: Device, name: &str) -> Result<Device> {
     let outcome = std::panic::catch_unwind(move || {
         Tensor::<1>::from_floats([1.0f32, 2.0], &probe_device)
             .sum()
-            .into_scalar()
+            .into_scalar::<f32>()
     });
     std::panic::set_hook(hook);
     match outcome {
