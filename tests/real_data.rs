@@ -66,6 +66,21 @@ fn stsb_text_model_end_to_end() {
         .filter(|l| !l.starts_with("body ="))
         .collect::<Vec<_>>()
         .join("\n");
+    // A tiny word-vector file in GloVe format (128 values per word, as embed_dim).
+    let vectors = tmp.path().join("vectors.txt");
+    let line = |w: &str, v: f32| format!("{w} {}\n", vec![v.to_string(); 128].join(" "));
+    std::fs::write(
+        &vectors,
+        line("man", 0.1) + &line("guitar", -0.2) + &line("zzqx", 0.3),
+    )
+    .unwrap();
+    let config = config.replace(
+        "type = \"text\"",
+        &format!(
+            "type = \"text\"\npretrained = {:?}",
+            vectors.to_str().unwrap()
+        ),
+    );
     let config_path = tmp.path().join("stsb.toml");
     std::fs::write(&config_path, config).unwrap();
     let model = tmp.path().join("model");
@@ -94,6 +109,8 @@ fn stsb_text_model_end_to_end() {
         "--quiet",
     ]);
     assert!(stdout.contains("kept epoch"), "{stdout}");
+    // Two of the three words are in the trained vocabulary.
+    assert!(stdout.contains("pretrained vectors: 2 of"), "{stdout}");
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(model.join("report.json")).unwrap()).unwrap();
     let spearman = report["spearman"].as_f64().unwrap();
