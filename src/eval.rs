@@ -384,20 +384,10 @@ pub fn one_shot_trials_within(
             pools
         }
     };
+    // Most usable classes in one pool, for the error message.
+    let largest = pools.iter().map(Vec::len).max().unwrap_or(0);
     let pools: Vec<Vec<usize>> = pools.into_iter().filter(|p| p.len() >= ways).collect();
     if ways < 2 || pools.is_empty() {
-        let largest = match class_groups {
-            None => eligible.len(),
-            Some(groups) => {
-                let mut count = std::collections::HashMap::new();
-                for &c in &eligible {
-                    *count
-                        .entry(groups.get(c).copied().unwrap_or(0))
-                        .or_insert(0) += 1;
-                }
-                count.values().copied().max().unwrap_or(0)
-            }
-        };
         return Err(SiameseError::invalid(
             "one-shot",
             format!(

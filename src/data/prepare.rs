@@ -303,26 +303,16 @@ fn prepare_text(config: &DataConfig, path: &Path) -> Result<PreparedData> {
         }
         None => ((score - low) / (high - low)).clamp(0.0, 1.0),
     };
-    let encode = |pairs: &[crate::data::TextPair]| -> Result<Pairs> {
+    // The pairs, and how many of their sentences were longer than max_len.
+    let encode = |pairs: &[crate::data::TextPair]| -> Result<(Pairs, usize)> {
         let a: Vec<&str> = pairs.iter().map(|p| p.a.as_str()).collect();
         let b: Vec<&str> = pairs.iter().map(|p| p.b.as_str()).collect();
-        Ok(Pairs {
-            a: tokenizer.encode(&a)?,
-            b: tokenizer.encode(&b)?,
-            labels: pairs.iter().map(|p| label(p.score)).collect(),
-        })
+        let (a, long_a) = tokenizer.encode_counting(&a)?;
+        let (b, long_b) = tokenizer.encode_counting(&b)?;
+        let labels = pairs.iter().map(|p| label(p.score)).collect();
+        Ok((Pairs { a, b, labels }, long_a + long_b))
     };
-    let truncated = |pairs: &[crate::data::TextPair]| -> Result<usize> {
-        let mut n = 0;
-        for p in pairs {
-            for s in [&p.a, &p.b] {
-                if tokenizer.tokens(s)?.len() > config.max_len {
-                    n += 1;
-                }
-            }
-        }
-        Ok(n)
-    };
+    let (train_pairs, truncated) = encode(&train)?;
     let describe = |name: &str, pairs: &[crate::data::TextPair]| {
         format!("{name}: {} sentence pairs", pairs.len())
     };
@@ -335,7 +325,7 @@ fn prepare_text(config: &DataConfig, path: &Path) -> Result<PreparedData> {
                 None => "WordPiece trained on the training sentences".into(),
             },
             config.max_len,
-            truncated(&train)?
+            truncated
         ),
         describe("train", &train),
         describe("validation", &val),
@@ -352,9 +342,9 @@ fn prepare_text(config: &DataConfig, path: &Path) -> Result<PreparedData> {
         }),
     };
     Ok(PreparedData {
-        train: PairSet::Dense(encode(&train)?),
-        validation: Some(PairSet::Dense(encode(&val)?)),
-        test: PairSet::Dense(encode(&test)?),
+        train: PairSet::Dense(train_pairs),
+        validation: Some(PairSet::Dense(encode(&val)?.0)),
+        test: PairSet::Dense(encode(&test)?.0),
         input_dim: config.max_len,
         preprocessing,
         description,

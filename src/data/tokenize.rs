@@ -171,17 +171,26 @@ impl TextTokenizer {
 
     /// One row of `max_len` ids per sentence: ids + 1, truncated, right-padded with 0.
     pub fn encode<S: AsRef<str>>(&self, sentences: &[S]) -> Result<Matrix> {
+        Ok(self.encode_counting(sentences)?.0)
+    }
+
+    /// [`Self::encode`], plus how many sentences had more than `max_len` tokens (and were
+    /// truncated).
+    pub fn encode_counting<S: AsRef<str>>(&self, sentences: &[S]) -> Result<(Matrix, usize)> {
         let mut data = vec![0.0f32; sentences.len() * self.max_len];
+        let mut truncated = 0;
         for (r, s) in sentences.iter().enumerate() {
             let e = self
                 .inner
                 .encode(s.as_ref(), false)
                 .map_err(|e| tok_err(format!("cannot tokenise sentence {r}"), e))?;
-            for (c, &id) in e.get_ids().iter().take(self.max_len).enumerate() {
+            let ids = e.get_ids();
+            truncated += usize::from(ids.len() > self.max_len);
+            for (c, &id) in ids.iter().take(self.max_len).enumerate() {
                 data[r * self.max_len + c] = (id + 1) as f32;
             }
         }
-        Matrix::new(sentences.len(), self.max_len, data)
+        Ok((Matrix::new(sentences.len(), self.max_len, data)?, truncated))
     }
 }
 
@@ -279,6 +288,12 @@ mod tests {
         let vocab = tok.vocab();
         let man = vocab["man"] as f32;
         assert_eq!(m.row(0), &[vocab["a"] as f32, man, 0.0, 0.0, 0.0, 0.0]);
+        assert_eq!(
+            tok.encode_counting(&["a man", "A man is playing a guitar ."])
+                .unwrap()
+                .1,
+            1
+        );
         // Truncated to 6 ids, none of them padding; lower-cased like the first row.
         assert!(m.row(1).iter().all(|&v| v > 0.0));
         assert_eq!(m.row(1)[1], man);

@@ -263,7 +263,6 @@ impl TextEncoderConfig {
             output,
             dropout: SeededDropout::new(self.dropout, seed ^ 0xD0),
             pooling: self.pooling,
-            max_len: self.max_len,
         })
     }
 
@@ -375,8 +374,6 @@ pub struct TextEncoder {
     dropout: SeededDropout,
     #[module(skip)]
     pooling: Pooling,
-    #[module(skip)]
-    max_len: usize,
 }
 
 impl TextEncoder {
