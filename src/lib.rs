@@ -32,12 +32,14 @@ pub mod distance;
 pub mod encoder;
 pub mod error;
 pub mod eval;
+pub mod fused;
 pub mod io;
 pub mod loss;
 pub mod model;
 pub mod optim;
 pub mod report;
 pub mod siamese;
+pub mod simd;
 pub mod synthetic;
 pub mod train;
 

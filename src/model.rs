@@ -22,9 +22,12 @@ use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
 
 use crate::config::ModelConfig;
-use crate::data::{Matrix, check_pairs, to_tensor};
+use crate::data::{Matrix, check_pair_shapes, to_tensor};
 use crate::error::{Result, SiameseError};
+use crate::fused::{self, FusedHyper, FusedMlp, FusedTrainer, RmsState};
 use crate::io::{self, Extra};
+use crate::loss::LossKind;
+use crate::optim::OptimizerConfig;
 use crate::siamese::SiameseNetwork;
 use crate::train::{self, Evaluation, FitOptions, History, PairData, PairsRef};
 
@@ -33,6 +36,8 @@ pub struct Siamese {
     config: ModelConfig,
     network: SiameseNetwork,
     optimizer: ModuleOptimizer,
+    /// RMSprop state of the fused MLP path (see [`crate::fused`]), kept between `fit` calls.
+    fused_state: Option<RmsState>,
     device: Device,
     extra: Extra,
 }
@@ -57,6 +62,7 @@ impl Siamese {
             config,
             network,
             optimizer,
+            fused_state: None,
             device,
             extra: Extra::new(),
         })
@@ -85,8 +91,12 @@ impl Siamese {
     }
 
     /// Replaces the burn module (e.g. after training it with a custom loop).
+    ///
+    /// The fused path's optimizer state is reset; burn's optimizer keeps its state per
+    /// parameter id.
     pub fn set_network(&mut self, network: SiameseNetwork) {
         self.network = network;
+        self.fused_state = None;
     }
 
     /// The (autodiff) device the model trains on.
@@ -132,22 +142,57 @@ impl Siamese {
                 .map_err(|e| SiameseError::invalid("validation data", e.to_string()))?;
         }
         let network = self.network.clone();
-        let (network, history) = train::fit(
-            network,
-            &mut self.optimizer,
-            self.config.optimizer.lr(),
-            &self.config.loss,
-            data,
-            options,
-        )?;
+        let (network, history) = match self.fused_trainer() {
+            Some(mut trainer) => {
+                let out = train::fit_fused(network, &mut trainer, &self.config.loss, data, options);
+                self.fused_state = Some(trainer.into_state());
+                out?
+            }
+            None => train::fit(
+                network,
+                &mut self.optimizer,
+                self.config.optimizer.lr(),
+                &self.config.loss,
+                data,
+                options,
+            )?,
+        };
         self.network = network;
         Ok(history)
+    }
+
+    /// The fused CPU trainer (see [`crate::fused`]) when it computes this model exactly: an
+    /// MLP encoder (ReLU or linear) with the Euclidean distance, the contrastive loss and
+    /// RMSprop, on the flex device, unless `SIAMESE_FUSED=0`.
+    fn fused_trainer(&mut self) -> Option<FusedTrainer> {
+        let OptimizerConfig::Rmsprop { lr, rho, epsilon } = self.config.optimizer else {
+            return None;
+        };
+        if !fused::enabled() || self.config.loss.kind != LossKind::Contrastive {
+            return None;
+        }
+        let hyper = FusedHyper {
+            lr: lr as f32,
+            rho,
+            epsilon,
+            margin: self.config.loss.margin,
+        };
+        FusedTrainer::new(&self.network, self.fused_state.take(), hyper)
     }
 
     /// Distances `d(a[i], b[i])`, one per pair (the `(n, 1)` output of Keras's `predict`,
     /// flattened).
     pub fn predict(&self, a: &Matrix, b: &Matrix) -> Result<Vec<f32>> {
-        check_pairs(a, b, None, self.input_dim())?;
+        check_pair_shapes(a, b, None, self.input_dim())?;
+        let data = PairData::Dense(PairsRef { a, b, labels: &[] });
+        // The fused path checks each block for NaN and ±∞ as it reads it.
+        if self.network.weighted_l1.is_none()
+            && let Some(d) = train::fused_scores(&self.network, data)
+        {
+            return d;
+        }
+        a.check_finite("input a")?;
+        b.check_finite("input b")?;
         train::distances(
             &self.network,
             PairData::Dense(PairsRef { a, b, labels: &[] }),
@@ -170,6 +215,11 @@ impl Siamese {
             ));
         }
         x.check_finite("input")?;
+        if fused::enabled()
+            && let Some(mlp) = FusedMlp::from_network(&self.network)
+        {
+            return Ok(mlp.embed(x));
+        }
         let network = self.network.valid();
         let device = train::network_device(&network);
         let dim = self.config.network.encoder.output_dim();
@@ -300,6 +350,7 @@ impl Siamese {
             config,
             network,
             optimizer,
+            fused_state: None,
             device,
             extra,
         })

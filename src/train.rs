@@ -23,12 +23,14 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::data::augment::augment_rows;
 use crate::data::pairs::IndexPair;
 use crate::data::{Matrix, into_tensor, labels_tensor};
 use crate::error::{Result, SiameseError};
+use crate::fused::{self, FusedMlp, FusedTrainer, HostHead};
 use crate::loss::{LossConfig, TripletLoss};
 use crate::siamese::SiameseNetwork;
 
@@ -152,6 +154,16 @@ impl PairData<'_> {
                 let j: Vec<usize> = idx.iter().map(|&k| pairs[k].j).collect();
                 (samples.select_rows(&i), samples.select_rows(&j), labels)
             }
+        }
+    }
+
+    /// Input `branch` (0 = A, 1 = B) of pair `k`.
+    pub fn input(&self, k: usize, branch: usize) -> &[f32] {
+        match (self, branch) {
+            (Self::Dense(p), 0) => p.a.row(k),
+            (Self::Dense(p), _) => p.b.row(k),
+            (Self::Indexed { samples, pairs }, 0) => samples.row(pairs[k].i),
+            (Self::Indexed { samples, pairs }, _) => samples.row(pairs[k].j),
         }
     }
 
@@ -380,6 +392,9 @@ pub fn scores(network: &SiameseNetwork, data: PairData<'_>) -> Result<Tensor<2>>
     if n == 0 {
         return Err(SiameseError::Empty("no pairs to score".into()));
     }
+    if let Some(s) = fused_scores(&network, data) {
+        return Ok(Tensor::from_data(TensorData::new(s?, [n, 1]), &device));
+    }
     let mut parts = Vec::with_capacity(n.div_ceil(INFERENCE_BATCH));
     match data {
         PairData::Dense(p) => {
@@ -415,6 +430,26 @@ pub fn scores(network: &SiameseNetwork, data: PairData<'_>) -> Result<Tensor<2>>
         }
     }
     Ok(Tensor::cat(parts, 0))
+}
+
+/// The head's scores computed by the fused MLP path, when it applies (see [`crate::fused`]).
+/// Dense inputs are checked for NaN and ±∞ block by block.
+pub fn fused_scores(network: &SiameseNetwork, data: PairData<'_>) -> Option<Result<Vec<f32>>> {
+    if !fused::enabled() {
+        return None;
+    }
+    let mlp = FusedMlp::from_network(network)?;
+    let head = HostHead::from_network(network)?;
+    Some(match data {
+        PairData::Dense(p) => mlp.pair_scores(p.a, p.b, &head),
+        PairData::Indexed { samples, pairs } => {
+            let emb = mlp.embed(samples);
+            Ok(pairs
+                .par_iter()
+                .map(|p| head.score(emb.row(p.i), emb.row(p.j)))
+                .collect())
+        }
+    })
 }
 
 /// Distances of every pair (`d < threshold` ⇒ similar), without gradients.
@@ -460,7 +495,7 @@ pub fn network_device(network: &SiameseNetwork) -> Device {
 /// Trains `network` on `train` with `optimizer`, Keras-style. Returns the trained network and
 /// the per-epoch history. Inputs must already be checked (see [`crate::data::check_pairs`]).
 pub fn fit(
-    mut network: SiameseNetwork,
+    network: SiameseNetwork,
     optimizer: &mut ModuleOptimizer,
     lr: f64,
     loss: &LossConfig,
@@ -468,15 +503,80 @@ pub fn fit(
     options: &FitOptions,
 ) -> Result<(SiameseNetwork, History)> {
     options.validate()?;
-    // Keras takes validation_split from the end, before any shuffling.
-    let (train_pairs, split_val);
-    let (train, val): (PairData<'_>, Option<PairData<'_>>) = match (&options.validation, train) {
-        (Validation::Split(_), PairData::Indexed { .. }) => {
+    let split = split_validation(options, train)?;
+    let (train, val) = train_and_validation(&split, options, train);
+    if train.is_empty() {
+        return Err(SiameseError::Empty("no training pairs".into()));
+    }
+    let triplets = if loss.is_triplet() {
+        if network.weighted_l1.is_some() {
             return Err(SiameseError::config(
-                "validation_split",
-                "split index pairs by sample or class before training (see data::pairs)",
+                "loss.type",
+                "the triplet loss trains a distance head, not the weighted-l1 head",
             ));
         }
+        Some(TripletSource::new(train)?)
+    } else {
+        None
+    };
+    let device = network_device(&network);
+    let mut stepper = BurnStepper {
+        network,
+        optimizer,
+        lr,
+        loss,
+        device,
+        triplets,
+        epoch_triplets: None,
+        batch_losses: Vec::new(),
+        distances: Vec::new(),
+        labels: Vec::new(),
+    };
+    let history = run_epochs(&mut stepper, loss, train, val, options)?;
+    Ok((stepper.network, history))
+}
+
+/// Trains an MLP network with the fused CPU path (see [`crate::fused`]): the same loop,
+/// shuffling, batches, metrics and history as [`fit`], with `trainer`'s kernels for each step.
+/// The trained weights are written back into the returned network.
+pub fn fit_fused(
+    network: SiameseNetwork,
+    trainer: &mut FusedTrainer,
+    loss: &LossConfig,
+    train: PairData<'_>,
+    options: &FitOptions,
+) -> Result<(SiameseNetwork, History)> {
+    options.validate()?;
+    let split = split_validation(options, train)?;
+    let (train, val) = train_and_validation(&split, options, train);
+    if train.is_empty() {
+        return Err(SiameseError::Empty("no training pairs".into()));
+    }
+    let mut stepper = FusedStepper {
+        network,
+        trainer,
+        batch_losses: Vec::new(),
+        distances: Vec::new(),
+        labels: Vec::new(),
+    };
+    let history = run_epochs(&mut stepper, loss, train, val, options)?;
+    let FusedStepper {
+        mut network,
+        trainer,
+        ..
+    } = stepper;
+    trainer.mlp().write_back(&mut network);
+    Ok((network, history))
+}
+
+/// Keras takes `validation_split` from the end of the pairs, before any shuffling: the owned
+/// `(train, validation)` parts, when a split is asked for.
+fn split_validation(options: &FitOptions, train: PairData<'_>) -> Result<Option<(Pairs, Pairs)>> {
+    match (&options.validation, train) {
+        (Validation::Split(_), PairData::Indexed { .. }) => Err(SiameseError::config(
+            "validation_split",
+            "split index pairs by sample or class before training (see data::pairs)",
+        )),
         (Validation::Split(f), PairData::Dense(train)) => {
             let n = train.len();
             let n_val = ((n as f64) * (*f as f64)).round() as usize;
@@ -493,34 +593,61 @@ pub fn fit(
                 b: train.b.clone(),
                 labels: train.labels.to_vec(),
             };
-            train_pairs = owned.select(&idx);
-            split_val = owned.select(&vidx);
-            (
-                PairData::Dense(train_pairs.as_ref()),
-                Some(PairData::Dense(split_val.as_ref())),
-            )
+            Ok(Some((owned.select(&idx), owned.select(&vidx))))
         }
-        (v, train) => (train, v.data()),
-    };
-    let n = train.len();
-    if n == 0 {
-        return Err(SiameseError::Empty("no training pairs".into()));
+        _ => Ok(None),
     }
-    let device = network_device(&network);
-    let triplets = if loss.is_triplet() {
-        if network.weighted_l1.is_some() {
-            return Err(SiameseError::config(
-                "loss.type",
-                "the triplet loss trains a distance head, not the weighted-l1 head",
-            ));
-        }
-        Some(TripletSource::new(train)?)
-    } else {
-        None
-    };
-    // Items per epoch: pairs, or one triplet per similar pair that can form one.
-    let n = triplets.as_ref().map_or(n, |t| t.len());
-    network.encoder.reseed(options.seed);
+}
+
+fn train_and_validation<'a>(
+    split: &'a Option<(Pairs, Pairs)>,
+    options: &'a FitOptions,
+    train: PairData<'a>,
+) -> (PairData<'a>, Option<PairData<'a>>) {
+    match split {
+        Some((t, v)) => (
+            PairData::Dense(t.as_ref()),
+            Some(PairData::Dense(v.as_ref())),
+        ),
+        None => (train, options.validation.data()),
+    }
+}
+
+/// Random augmentation of gathered training rows, when the options ask for it.
+type AugmentFn<'f> = dyn FnMut(&mut Matrix) -> Result<()> + 'f;
+
+/// One training backend under the shared epoch loop: burn autodiff, or the fused MLP path.
+trait Stepper {
+    /// Items per epoch (pairs, or triplets formed from them).
+    fn items(&self, train: PairData<'_>) -> usize;
+    /// Prepares an epoch whose items come in `order`.
+    fn begin_epoch(&mut self, _order: &[usize], _rng: &mut ChaCha8Rng) {}
+    /// One optimizer step on the items `order[start..start + idx.len()]` = `idx`.
+    fn step(
+        &mut self,
+        train: PairData<'_>,
+        start: usize,
+        idx: &[usize],
+        augment: Option<&mut AugmentFn<'_>>,
+    ) -> Result<()>;
+    /// Restarts the network's random streams (dropout masks) from `seed`.
+    fn reseed(&mut self, seed: u64);
+    /// The epoch's mean loss per batch, and the distance and label of every pair scored.
+    fn end_epoch(&mut self) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)>;
+    /// The network as trained so far (for validation).
+    fn network(&mut self) -> &SiameseNetwork;
+}
+
+/// The epoch loop shared by both backends: shuffling, batching, progress, metrics, history.
+fn run_epochs(
+    stepper: &mut impl Stepper,
+    loss: &LossConfig,
+    train: PairData<'_>,
+    val: Option<PairData<'_>>,
+    options: &FitOptions,
+) -> Result<History> {
+    let n = stepper.items(train);
+    stepper.reseed(options.seed);
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let mut augment_rng = ChaCha8Rng::seed_from_u64(options.seed ^ 0xA06_3E47);
     let mut order: Vec<usize> = (0..n).collect();
@@ -532,12 +659,7 @@ pub fn fit(
         if options.shuffle {
             order.shuffle(&mut rng);
         }
-        let epoch_triplets = triplets.as_ref().map(|t| t.draw(&order, &mut rng));
-        // Batch losses and distances stay on the device (detached) until the epoch ends, so a
-        // step costs no extra sync and almost no extra ops.
-        let mut batch_losses = Vec::with_capacity(steps);
-        let mut distances = Vec::with_capacity(steps);
-        let mut labels_seen: Vec<f32> = Vec::with_capacity(n);
+        stepper.begin_epoch(&order, &mut rng);
         let mut augment = |m: &mut Matrix| -> Result<()> {
             if let Some(aug) = &options.augment {
                 augment_rows(m, aug.width, aug.height, &aug.config, &mut augment_rng)?;
@@ -547,47 +669,14 @@ pub fn fit(
         for step in 0..steps {
             let start = step * options.batch_size;
             let size = options.batch_size.min(n - start);
-            // Each batch is gathered on the host into fresh contiguous tensors: measured
-            // faster on flex than gathering or slicing device-resident copies.
-            let l = match (&triplets, &epoch_triplets) {
-                (Some(source), Some(all)) => {
-                    let batch = &all[start..start + size];
-                    let mut rows = source.gather(batch);
-                    for m in &mut rows {
-                        augment(m)?;
-                    }
-                    let [a, p, ng] = rows.map(|m| into_tensor(m, &device));
-                    let emb = network.embed(Tensor::cat(vec![a, p, ng], 0));
-                    let distance = network.distance();
-                    let ea = emb.clone().narrow(0, 0, size);
-                    let d_ap = distance.forward(ea.clone(), emb.clone().narrow(0, size, size));
-                    let d_an = distance.forward(ea, emb.narrow(0, 2 * size, size));
-                    distances.push(Tensor::cat(vec![d_ap.clone(), d_an.clone()], 0).detach());
-                    labels_seen.extend(std::iter::repeat_n(1.0, size));
-                    labels_seen.extend(std::iter::repeat_n(0.0, size));
-                    TripletLoss::new(loss.margin).forward(d_ap, d_an)
-                }
-                _ => {
-                    let idx = &order[start..start + size];
-                    let (mut a, mut b, labels) = train.gather(idx);
-                    augment(&mut a)?;
-                    augment(&mut b)?;
-                    let a = into_tensor(a, &device);
-                    let b = into_tensor(b, &device);
-                    let y = labels_tensor(&labels, &device);
-                    labels_seen.extend(labels);
-                    let s = network.forward_scores(a, b);
-                    distances.push(network.distance_from_scores(s.clone().detach()));
-                    loss.forward(s, y)
-                }
-            };
-            batch_losses.push(l.clone().detach());
-            let grads = GradientsParams::from_grads(l.backward(), &network);
-            network = optimizer.step(lr, network, grads);
+            let augment = options
+                .augment
+                .is_some()
+                .then_some(&mut augment as &mut AugmentFn<'_>);
+            stepper.step(train, start, &order[start..start + size], augment)?;
             bar.inc(1);
         }
-        let batch_losses = read(Tensor::cat(batch_losses, 0))?;
-        let distances = read(Tensor::cat(distances, 0))?;
+        let (batch_losses, distances, labels_seen) = stepper.end_epoch()?;
         let epoch_loss = batch_losses
             .iter()
             .enumerate()
@@ -610,7 +699,7 @@ pub fn fit(
             )));
         }
         let val = match val {
-            Some(v) => Some(evaluate(&network, loss, v, options.threshold)?),
+            Some(v) => Some(evaluate(stepper.network(), loss, v, options.threshold)?),
             None => None,
         };
         bar.finish_and_clear();
@@ -627,7 +716,167 @@ pub fn fit(
         }
         history.epochs.push(log);
     }
-    Ok((network, history))
+    Ok(history)
+}
+
+/// burn autodiff steps. Batch losses and distances stay on the device (detached) until the
+/// epoch ends, so a step costs no extra sync and almost no extra ops.
+struct BurnStepper<'o, 'd> {
+    network: SiameseNetwork,
+    optimizer: &'o mut ModuleOptimizer,
+    lr: f64,
+    loss: &'o LossConfig,
+    device: Device,
+    triplets: Option<TripletSource<'d>>,
+    epoch_triplets: Option<Vec<[usize; 3]>>,
+    batch_losses: Vec<Tensor<1>>,
+    distances: Vec<Tensor<2>>,
+    labels: Vec<f32>,
+}
+
+impl Stepper for BurnStepper<'_, '_> {
+    fn items(&self, train: PairData<'_>) -> usize {
+        // One triplet per similar pair that can form one.
+        self.triplets.as_ref().map_or(train.len(), |t| t.len())
+    }
+
+    fn begin_epoch(&mut self, order: &[usize], rng: &mut ChaCha8Rng) {
+        self.epoch_triplets = self.triplets.as_ref().map(|t| t.draw(order, rng));
+    }
+
+    fn step(
+        &mut self,
+        train: PairData<'_>,
+        start: usize,
+        idx: &[usize],
+        mut augment: Option<&mut AugmentFn<'_>>,
+    ) -> Result<()> {
+        let network = &self.network;
+        let device = &self.device;
+        let size = idx.len();
+        // Each batch is gathered on the host into fresh contiguous tensors: measured faster
+        // on flex than gathering or slicing device-resident copies.
+        let l = match (&self.triplets, &self.epoch_triplets) {
+            (Some(source), Some(all)) => {
+                let mut rows = source.gather(&all[start..start + size]);
+                if let Some(augment) = &mut augment {
+                    for m in &mut rows {
+                        augment(m)?;
+                    }
+                }
+                let [a, p, ng] = rows.map(|m| into_tensor(m, device));
+                let emb = network.embed(Tensor::cat(vec![a, p, ng], 0));
+                let distance = network.distance();
+                let ea = emb.clone().narrow(0, 0, size);
+                let d_ap = distance.forward(ea.clone(), emb.clone().narrow(0, size, size));
+                let d_an = distance.forward(ea, emb.narrow(0, 2 * size, size));
+                self.distances
+                    .push(Tensor::cat(vec![d_ap.clone(), d_an.clone()], 0).detach());
+                self.labels.extend(std::iter::repeat_n(1.0, size));
+                self.labels.extend(std::iter::repeat_n(0.0, size));
+                TripletLoss::new(self.loss.margin).forward(d_ap, d_an)
+            }
+            _ => {
+                let (mut a, mut b, labels) = train.gather(idx);
+                if let Some(augment) = &mut augment {
+                    augment(&mut a)?;
+                    augment(&mut b)?;
+                }
+                let a = into_tensor(a, device);
+                let b = into_tensor(b, device);
+                let y = labels_tensor(&labels, device);
+                self.labels.extend(labels);
+                let s = network.forward_scores(a, b);
+                self.distances
+                    .push(network.distance_from_scores(s.clone().detach()));
+                self.loss.forward(s, y)
+            }
+        };
+        self.batch_losses.push(l.clone().detach());
+        let grads = GradientsParams::from_grads(l.backward(), &self.network);
+        self.network = self.optimizer.step(self.lr, self.network.clone(), grads);
+        Ok(())
+    }
+
+    fn end_epoch(&mut self) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
+        let losses = read(Tensor::cat(std::mem::take(&mut self.batch_losses), 0))?;
+        let distances = read(Tensor::cat(std::mem::take(&mut self.distances), 0))?;
+        Ok((losses, distances, std::mem::take(&mut self.labels)))
+    }
+
+    fn network(&mut self) -> &SiameseNetwork {
+        &self.network
+    }
+
+    fn reseed(&mut self, seed: u64) {
+        self.network.encoder.reseed(seed);
+    }
+}
+
+/// Fused MLP steps: the batch is gathered straight into the trainer's stacked input buffer.
+struct FusedStepper<'t> {
+    network: SiameseNetwork,
+    trainer: &'t mut FusedTrainer,
+    batch_losses: Vec<f32>,
+    distances: Vec<f32>,
+    labels: Vec<f32>,
+}
+
+impl Stepper for FusedStepper<'_> {
+    fn items(&self, train: PairData<'_>) -> usize {
+        train.len()
+    }
+
+    fn step(
+        &mut self,
+        train: PairData<'_>,
+        _start: usize,
+        idx: &[usize],
+        augment: Option<&mut AugmentFn<'_>>,
+    ) -> Result<()> {
+        let size = idx.len();
+        let labels: Vec<f32> = idx.iter().map(|&k| train.label(k)).collect();
+        let out = match augment {
+            None => self.trainer.step(&labels, &|r, row| {
+                let (k, branch) = if r < size {
+                    (idx[r], 0)
+                } else {
+                    (idx[r - size], 1)
+                };
+                row.copy_from_slice(train.input(k, branch));
+            })?,
+            Some(augment) => {
+                let (mut a, mut b, _) = train.gather(idx);
+                augment(&mut a)?;
+                augment(&mut b)?;
+                self.trainer.step(&labels, &|r, row| {
+                    row.copy_from_slice(if r < size { a.row(r) } else { b.row(r - size) });
+                })?
+            }
+        };
+        self.batch_losses.push(out.loss);
+        self.distances.extend(out.distances);
+        self.labels.extend(labels);
+        Ok(())
+    }
+
+    fn end_epoch(&mut self) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
+        Ok((
+            std::mem::take(&mut self.batch_losses),
+            std::mem::take(&mut self.distances),
+            std::mem::take(&mut self.labels),
+        ))
+    }
+
+    fn network(&mut self) -> &SiameseNetwork {
+        self.trainer.mlp().write_back(&mut self.network);
+        &self.network
+    }
+
+    fn reseed(&mut self, seed: u64) {
+        self.network.encoder.reseed(seed);
+        self.trainer.reseed(seed);
+    }
 }
 
 fn progress_bar(verbose: bool, steps: u64, epoch: usize, epochs: usize) -> ProgressBar {

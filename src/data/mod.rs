@@ -123,24 +123,42 @@ impl Matrix {
 
     /// Errors naming `what` and the first position holding NaN or ±Inf.
     pub fn check_finite(&self, what: &str) -> Result<()> {
-        match self.data.iter().position(|v| !v.is_finite()) {
+        match crate::simd::first_non_finite(&self.data) {
             None => Ok(()),
-            Some(p) => Err(SiameseError::invalid(
-                what,
-                format!(
-                    "row {}, column {} is {}; inputs must be finite numbers",
-                    p / self.cols.max(1),
-                    p % self.cols.max(1),
-                    self.data[p]
-                ),
-            )),
+            Some(p) => Err(self.non_finite_error(what, p)),
         }
+    }
+
+    /// The error for the non-finite value at flat position `p`, naming `what`.
+    pub(crate) fn non_finite_error(&self, what: &str, p: usize) -> SiameseError {
+        SiameseError::invalid(
+            what,
+            format!(
+                "row {}, column {} is {}; inputs must be finite numbers",
+                p / self.cols.max(1),
+                p % self.cols.max(1),
+                self.data[p]
+            ),
+        )
     }
 }
 
 /// Checks that `a` and `b` form pairs with `labels` for a model taking `input_dim` features:
 /// same shapes, one label per row, labels in `[0, 1]`, finite inputs.
 pub fn check_pairs(a: &Matrix, b: &Matrix, labels: Option<&[f32]>, input_dim: usize) -> Result<()> {
+    check_pair_shapes(a, b, labels, input_dim)?;
+    a.check_finite("input a")?;
+    b.check_finite("input b")
+}
+
+/// [`check_pairs`] without the scan for NaN and ±∞ (for callers that check each block of
+/// rows as they read it).
+pub fn check_pair_shapes(
+    a: &Matrix,
+    b: &Matrix,
+    labels: Option<&[f32]>,
+    input_dim: usize,
+) -> Result<()> {
     if a.shape() != b.shape() {
         return Err(SiameseError::shape(
             "input b",
@@ -168,8 +186,7 @@ pub fn check_pairs(a: &Matrix, b: &Matrix, labels: Option<&[f32]>, input_dim: us
         }
         crate::loss::check_labels("labels", labels)?;
     }
-    a.check_finite("input a")?;
-    b.check_finite("input b")
+    Ok(())
 }
 
 /// Copies a matrix into a `[rows, cols]` tensor on `device`.

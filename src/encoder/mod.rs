@@ -241,15 +241,19 @@ impl SeededDropout {
             return x;
         }
         let shape = x.shape();
+        let mask = self.mask(shape.num_elements());
+        x * Tensor::<D>::from_data(TensorData::new(mask, shape), &device)
+    }
+
+    /// The next `len` mask values from the stream: `1/(1−p)` where kept, 0 where dropped
+    /// (row-major over the tensor being masked).
+    pub fn mask(&self, len: usize) -> Vec<f32> {
         let keep = 1.0 / (1.0 - self.prob) as f32;
         let p = self.prob as f32;
-        let mask: Vec<f32> = {
-            let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
-            (0..shape.num_elements())
-                .map(|_| if rng.random::<f32>() >= p { keep } else { 0.0 })
-                .collect()
-        };
-        x * Tensor::<D>::from_data(TensorData::new(mask, shape), &device)
+        let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+        (0..len)
+            .map(|_| if rng.random::<f32>() >= p { keep } else { 0.0 })
+            .collect()
     }
 }
 
@@ -286,6 +290,16 @@ impl MlpEncoder {
             activation,
             final_activation,
         }
+    }
+
+    /// The activation after each dense layer.
+    pub fn activation(&self) -> Activation {
+        self.activation
+    }
+
+    /// Whether the last dense layer has the activation too.
+    pub fn final_activation(&self) -> bool {
+        self.final_activation
     }
 
     /// Maps `[batch, input_dim]` to `[batch, output_dim]`.

@@ -1,0 +1,1055 @@
+//! The fused CPU path for MLP Siamese networks: the same model, computed without a graph.
+//!
+//! On the flex backend every tensor op of the reference model is its own pass over memory, and
+//! autodiff records and replays each one; at batch 1024 that framework work costs more than the
+//! matrix products themselves. For a Siamese network whose encoder is an MLP (ReLU or linear
+//! activations, optional dropout) on the flex CPU device, this module computes the very same
+//! function with hand-fused kernels around `gemm`, the crate flex itself calls:
+//!
+//! ```text
+//! forward, layer l:   Hₗ = act(Hₗ₋₁·Wₗ + bₗ) ⊙ Mₗ          (bias, activation and dropout mask Mₗ in one pass)
+//! distance:           d = √max(Σ(eₐ − e_b)², ε)
+//! contrastive loss:   L = mean(y·d² + (1 − y)·max(0, m − d)²)
+//! ∂L/∂d = (2/B)·(y·d − (1 − y)·max(0, m − d)),  ∂L/∂eₐ = ∂L/∂d · (eₐ − e_b)/d = −∂L/∂e_b
+//! backward, layer l:  Gₗ = ∂L/∂Hₗ ⊙ act′ ⊙ Mₗ,   ∂L/∂Wₗ = Hₗ₋₁ᵀ·Gₗ,   ∂L/∂bₗ = Σ_rows Gₗ,
+//!                     ∂L/∂Hₗ₋₁ = Gₗ·Wₗᵀ
+//! RMSprop (Keras):    v ← ρ·v + (1 − ρ)·g²,   w ← w − lr·g/√(v + ε)
+//! ```
+//!
+//! Work is split over rows, not inside each product: every rayon thread runs whole layers on
+//! its own slice of the batch (both branches stacked, `[2·batch, input_dim]`, as the burn path
+//! does), so there is one fork-join per phase instead of one per op. Per-thread weight
+//! gradients are summed in the optimizer pass, so float rounding depends on the number of
+//! threads: a fixed `RAYON_NUM_THREADS` gives bit-identical runs.
+//!
+//! The burn module stays the source of truth: weights are read from it when a `fit` or
+//! `predict` starts and written back (same parameter ids) after every epoch. The results
+//! match the burn path to float rounding (see the tests); set `SIAMESE_FUSED=0` to run
+//! everything through burn instead.
+
+use burn::module::Param;
+use burn::tensor::{Device, Tensor, TensorData};
+use rayon::prelude::*;
+
+use crate::data::Matrix;
+use crate::distance::{Distance, EPSILON};
+use crate::encoder::{Activation, Encoder, SeededDropout};
+use crate::error::{Result, SiameseError};
+use crate::siamese::SiameseNetwork;
+use crate::simd::multiversion;
+
+/// Whether the fused path may be used: on unless `SIAMESE_FUSED` is `0`, `off` or `false`.
+pub fn enabled() -> bool {
+    !matches!(
+        std::env::var("SIAMESE_FUSED").as_deref(),
+        Ok("0" | "off" | "false")
+    )
+}
+
+/// One dense layer's weights on the host: `kernel` is `[fan_in, fan_out]`, row-major.
+#[derive(Debug, Clone, PartialEq)]
+struct Dense {
+    fan_in: usize,
+    fan_out: usize,
+    kernel: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+/// An MLP encoder's weights on the host, with the activation pattern.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FusedMlp {
+    layers: Vec<Dense>,
+    relu: bool,
+    final_activation: bool,
+}
+
+/// `dst[m×n] = lhs[m×k] · rhs[k×n]`, overwriting `dst` (row-major, row stride `n`); `lhs` and
+/// `rhs` are read through (row stride, column stride), so transposes cost nothing.
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    dst: &mut [f32],
+    (m, n, k): (usize, usize, usize),
+    lhs: &[f32],
+    (lhs_rs, lhs_cs): (usize, usize),
+    rhs: &[f32],
+    (rhs_rs, rhs_cs): (usize, usize),
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let last = |rows: usize, cols: usize, rs: usize, cs: usize| (rows - 1) * rs + (cols - 1) * cs;
+    assert!(
+        k > 0
+            && dst.len() >= m * n
+            && lhs.len() > last(m, k, lhs_rs, lhs_cs)
+            && rhs.len() > last(k, n, rhs_rs, rhs_cs),
+        "fused matmul: operands too small for [{m}×{k}]·[{k}×{n}]"
+    );
+    // SAFETY: the assertion above bounds every index gemm reads or writes; `dst` does not
+    // alias the inputs (it is a distinct `&mut`).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+multiversion! {
+    /// `z ← act(z + b)` row by row (`z: [rows, b.len()]`), ReLU when `relu`.
+    fn bias_act(z: &mut [f32], bias: &[f32], relu: bool) {
+        for row in z.chunks_exact_mut(bias.len()) {
+            if relu {
+                for (v, b) in row.iter_mut().zip(bias) {
+                    *v = (*v + b).max(0.0);
+                }
+            } else {
+                for (v, b) in row.iter_mut().zip(bias) {
+                    *v += b;
+                }
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// `h ← h ⊙ m` (dropout).
+    fn mul_assign(h: &mut [f32], m: &[f32]) {
+        for (v, m) in h.iter_mut().zip(m) {
+            *v *= m;
+        }
+    }
+}
+
+multiversion! {
+    /// `g ← g ⊙ act′ ⊙ m` from the layer's output `h` (ReLU: where `h > 0`), `m` the dropout
+    /// mask or empty.
+    fn backward_mask(g: &mut [f32], h: &[f32], m: &[f32], relu: bool) {
+        match (relu, m.is_empty()) {
+            (true, false) => {
+                for ((g, &h), &m) in g.iter_mut().zip(h).zip(m) {
+                    *g = if h > 0.0 { *g * m } else { 0.0 };
+                }
+            }
+            (true, true) => {
+                for (g, &h) in g.iter_mut().zip(h) {
+                    *g = if h > 0.0 { *g } else { 0.0 };
+                }
+            }
+            (false, false) => {
+                for (g, &m) in g.iter_mut().zip(m) {
+                    *g *= m;
+                }
+            }
+            (false, true) => {}
+        }
+    }
+}
+
+multiversion! {
+    /// `acc ← acc + Σ_rows g` (`g: [rows, acc.len()]`), or `acc ← Σ_rows g` when `fresh`.
+    fn column_sums(acc: &mut [f32], g: &[f32], fresh: bool) {
+        if fresh {
+            acc.fill(0.0);
+        }
+        for row in g.chunks_exact(acc.len()) {
+            for (a, v) in acc.iter_mut().zip(row) {
+                *a += v;
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// Keras RMSprop on one parameter: `v ← ρ·v + (1 − ρ)·g²`, `w ← w − lr·g/√(v + ε)`, in
+    /// the operation order of [`crate::optim::KerasRmsProp`].
+    fn rmsprop(w: &mut [f32], v: &mut [f32], g: &[f32], h: FusedHyper) {
+        for ((w, v), &g) in w.iter_mut().zip(v.iter_mut()).zip(g) {
+            *v = *v * h.rho + g * g * (1.0 - h.rho);
+            *w -= g / (*v + h.epsilon).sqrt() * h.lr;
+        }
+    }
+}
+
+fn read(t: Tensor<2>) -> Option<Vec<f32>> {
+    t.into_data().try_to_vec::<f32>().ok()
+}
+
+impl FusedMlp {
+    /// The host weights of `network`'s encoder, when the fused path can compute it: an MLP
+    /// with ReLU or linear activations and biases, on the flex CPU device.
+    pub fn from_network(network: &SiameseNetwork) -> Option<Self> {
+        let Encoder::Mlp(mlp) = &network.encoder else {
+            return None;
+        };
+        let relu = match mlp.activation() {
+            Activation::Relu => true,
+            Activation::Linear => false,
+            _ => return None,
+        };
+        let mut layers = Vec::with_capacity(mlp.layers.len());
+        for layer in &mlp.layers {
+            let weight = layer.weight.val();
+            if weight.device() != Device::flex() {
+                return None;
+            }
+            let [fan_in, fan_out] = weight.dims();
+            let bias = read(layer.bias.as_ref()?.val().reshape([1, fan_out]))?;
+            layers.push(Dense {
+                fan_in,
+                fan_out,
+                kernel: read(weight)?,
+                bias,
+            });
+        }
+        Some(Self {
+            layers,
+            relu,
+            final_activation: mlp.final_activation(),
+        })
+    }
+
+    /// Writes the weights back into `network`'s encoder, keeping each parameter's id.
+    pub fn write_back(&self, network: &mut SiameseNetwork) {
+        let Encoder::Mlp(mlp) = &mut network.encoder else {
+            return;
+        };
+        for (layer, dense) in mlp.layers.iter_mut().zip(&self.layers) {
+            let device = layer.weight.val().device();
+            let kernel = Tensor::<2>::from_data(
+                TensorData::new(dense.kernel.clone(), [dense.fan_in, dense.fan_out]),
+                &device,
+            );
+            let track = |t: Tensor<2>| {
+                if device.is_autodiff() {
+                    t.require_grad()
+                } else {
+                    t
+                }
+            };
+            layer.weight = Param::initialized(layer.weight.id, track(kernel));
+            if let Some(bias) = &mut layer.bias {
+                let b = Tensor::<1>::from_data(
+                    TensorData::new(dense.bias.clone(), [dense.fan_out]),
+                    &device,
+                );
+                let b = if device.is_autodiff() {
+                    b.require_grad()
+                } else {
+                    b
+                };
+                *bias = Param::initialized(bias.id, b);
+            }
+        }
+    }
+
+    /// Features per input row.
+    pub fn input_dim(&self) -> usize {
+        self.layers[0].fan_in
+    }
+
+    /// Embedding size.
+    pub fn output_dim(&self) -> usize {
+        self.layers[self.layers.len() - 1].fan_out
+    }
+
+    fn widest(&self) -> usize {
+        self.layers.iter().map(|l| l.fan_out).max().unwrap_or(0)
+    }
+
+    fn activated(&self, l: usize) -> bool {
+        self.relu && (l + 1 < self.layers.len() || self.final_activation)
+    }
+
+    /// `out = act(x·W + b)` for one layer on `rows` rows, bias and activation in one pass.
+    fn dense_forward(&self, l: usize, x: &[f32], rows: usize, out: &mut [f32]) {
+        let d = &self.layers[l];
+        let out = &mut out[..rows * d.fan_out];
+        matmul(
+            out,
+            (rows, d.fan_out, d.fan_in),
+            x,
+            (d.fan_in, 1),
+            &d.kernel,
+            (d.fan_out, 1),
+        );
+        bias_act(out, &d.bias, self.activated(l));
+    }
+
+    /// Embeds `rows` rows of `x` into `out` (`[rows, output_dim]`), single-threaded, using two
+    /// scratch buffers of at least `rows × widest layer` values.
+    fn embed_block(&self, x: &[f32], rows: usize, scratch: &mut [Vec<f32>; 2], out: &mut [f32]) {
+        let last = self.layers.len() - 1;
+        let [s0, s1] = scratch;
+        for l in 0..=last {
+            let (input, output): (&[f32], &mut [f32]) = match (l == 0, l % 2 == 0) {
+                (true, _) => (x, if last == 0 { &mut *out } else { &mut s0[..] }),
+                (false, true) => (&s1[..], if l == last { &mut *out } else { &mut s0[..] }),
+                (false, false) => (&s0[..], if l == last { &mut *out } else { &mut s1[..] }),
+            };
+            self.dense_forward(l, input, rows, output);
+        }
+    }
+
+    fn scratch(&self, rows: usize) -> [Vec<f32>; 2] {
+        [
+            vec![0.0; rows * self.widest()],
+            vec![0.0; rows * self.widest()],
+        ]
+    }
+
+    /// Embeddings of every row of `x` (`[n, input_dim] → [n, output_dim]`), in parallel.
+    pub fn embed(&self, x: &Matrix) -> Matrix {
+        let (n, dim, emb) = (x.rows(), self.input_dim(), self.output_dim());
+        let block = block_rows(n);
+        let mut out = vec![0.0f32; n * emb];
+        out.par_chunks_mut(block * emb).enumerate().for_each_init(
+            || self.scratch(block),
+            |scratch, (i, out)| {
+                let rows = out.len() / emb;
+                let x = &x.as_slice()[i * block * dim..(i * block + rows) * dim];
+                self.embed_block(x, rows, scratch, out);
+            },
+        );
+        Matrix::new(n, emb, out).expect("the embedding buffer has n × output_dim values")
+    }
+
+    /// The head's score of each pair `(a[i], b[i])` (distances for a distance head, logits for
+    /// the weighted-L1 head), embedding and scoring block by block in parallel. Each block of
+    /// inputs is checked for NaN and ±∞ just before use, while it is in cache: an error names
+    /// `input a` or `input b` and the first bad row and column.
+    pub fn pair_scores(&self, a: &Matrix, b: &Matrix, head: &HostHead) -> Result<Vec<f32>> {
+        let (n, dim, emb) = (a.rows(), self.input_dim(), self.output_dim());
+        if a.shape() != [n, dim] || b.shape() != [n, dim] {
+            return Err(SiameseError::shape(
+                "inputs",
+                format!("two [{n}, {dim}] matrices"),
+                format!("{:?} and {:?}", a.shape(), b.shape()),
+            ));
+        }
+        let block = block_rows(n);
+        let mut out = vec![0.0f32; n];
+        let finite = out.par_chunks_mut(block).enumerate().try_for_each_init(
+            || (self.scratch(block), vec![0.0; 2 * block * emb]),
+            |(scratch, emb_buf), (i, out)| {
+                let rows = out.len();
+                let range = i * block * dim..(i * block + rows) * dim;
+                let (xa, xb) = (&a.as_slice()[range.clone()], &b.as_slice()[range.clone()]);
+                if !(crate::simd::all_finite(xa) && crate::simd::all_finite(xb)) {
+                    return Err(range.start);
+                }
+                let (ea, eb) = emb_buf.split_at_mut(block * emb);
+                self.embed_block(xa, rows, scratch, ea);
+                self.embed_block(xb, rows, scratch, eb);
+                for (r, o) in out.iter_mut().enumerate() {
+                    *o = head.score(&ea[r * emb..(r + 1) * emb], &eb[r * emb..(r + 1) * emb]);
+                }
+                Ok(())
+            },
+        );
+        match finite {
+            Ok(()) => Ok(out),
+            // Blocks run in any order: name the first bad value of the whole input.
+            Err(_) => {
+                a.check_finite("input a")?;
+                b.check_finite("input b")?;
+                Err(SiameseError::Runtime(
+                    "a block held a non-finite value".into(),
+                ))
+            }
+        }
+    }
+}
+
+/// Rows per parallel block: enough blocks to keep every thread busy, at most 256 rows (the
+/// activations of a block stay in L2), at least 16.
+fn block_rows(n: usize) -> usize {
+    n.div_ceil(rayon::current_num_threads().max(1))
+        .clamp(16, 256)
+        .min(n.max(1))
+}
+
+/// The head on the host: a distance, or the weighted-L1 logit `wᵀ|eₐ − e_b| + b`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HostHead {
+    /// A distance layer.
+    Distance(Distance),
+    /// The weighted-L1 head's weights and bias.
+    WeightedL1 {
+        /// One weight per embedding dimension.
+        weight: Vec<f32>,
+        /// The bias.
+        bias: f32,
+    },
+}
+
+impl HostHead {
+    /// The head of `network`, read to the host.
+    pub fn from_network(network: &SiameseNetwork) -> Option<Self> {
+        match &network.weighted_l1 {
+            None => Some(Self::Distance(network.distance())),
+            Some(layer) => {
+                let weight = read(layer.weight.val())?;
+                let bias = read(layer.bias.as_ref()?.val().reshape([1, 1]))?;
+                Some(Self::WeightedL1 {
+                    weight,
+                    bias: bias[0],
+                })
+            }
+        }
+    }
+
+    /// The score of one pair of embeddings.
+    pub fn score(&self, ea: &[f32], eb: &[f32]) -> f32 {
+        match self {
+            Self::Distance(d) => d.between(ea, eb),
+            Self::WeightedL1 { weight, bias } => {
+                ea.iter()
+                    .zip(eb)
+                    .zip(weight)
+                    .map(|((x, y), w)| w * (x - y).abs())
+                    .sum::<f32>()
+                    + bias
+            }
+        }
+    }
+}
+
+/// Keras RMSprop state for the fused path: one squared-gradient average per parameter value,
+/// `[kernel, bias]` per layer. Kept by the model between `fit` calls.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RmsState {
+    velocity: Vec<[Vec<f32>; 2]>,
+}
+
+/// Hyper-parameters of one fused training run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FusedHyper {
+    /// Learning rate.
+    pub lr: f32,
+    /// RMSprop decay.
+    pub rho: f32,
+    /// RMSprop epsilon (inside the square root).
+    pub epsilon: f32,
+    /// Contrastive margin.
+    pub margin: f32,
+}
+
+/// What one fused step reports: the batch's mean loss and each pair's distance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepOutput {
+    /// Mean contrastive loss of the batch.
+    pub loss: f32,
+    /// Distance of every pair of the batch.
+    pub distances: Vec<f32>,
+}
+
+/// Per-thread weight gradients, `[kernel, bias]` per layer.
+type Grads = Vec<[Vec<f32>; 2]>;
+
+/// Trains an MLP Siamese network with the Euclidean distance, the contrastive loss and Keras
+/// RMSprop, with fused kernels (see the module docs).
+#[derive(Debug)]
+pub struct FusedTrainer {
+    mlp: FusedMlp,
+    state: RmsState,
+    hyper: FusedHyper,
+    dropout: Option<SeededDropout>,
+    /// Stacked inputs of the current batch, `[2·batch, input_dim]`: branch A then branch B.
+    x: Vec<f32>,
+    /// Activations per layer, `[2·batch, fan_out]`.
+    acts: Vec<Vec<f32>>,
+    /// Dropout masks per layer (empty without dropout).
+    masks: Vec<Vec<f32>>,
+    /// Gradient ping-pong buffers, `[2·batch, widest]`.
+    grad: [Vec<f32>; 2],
+    /// Weight gradients of each thread's rows.
+    grads: Vec<Grads>,
+}
+
+impl FusedTrainer {
+    /// A trainer for `network` (None when the fused path cannot compute it), resuming the
+    /// optimizer from `state` when its shapes match.
+    pub fn new(
+        network: &SiameseNetwork,
+        state: Option<RmsState>,
+        hyper: FusedHyper,
+    ) -> Option<Self> {
+        if network.weighted_l1.is_some() || network.distance() != Distance::Euclidean {
+            return None;
+        }
+        let mlp = FusedMlp::from_network(network)?;
+        let dropout = match &network.encoder {
+            Encoder::Mlp(m) => m.dropout.clone(),
+            _ => None,
+        };
+        let zeros = |m: &FusedMlp| -> Grads {
+            m.layers
+                .iter()
+                .map(|d| [vec![0.0; d.kernel.len()], vec![0.0; d.bias.len()]])
+                .collect()
+        };
+        let fresh = RmsState {
+            velocity: zeros(&mlp),
+        };
+        let state = state
+            .filter(|s| {
+                s.velocity.len() == fresh.velocity.len()
+                    && s.velocity
+                        .iter()
+                        .zip(&fresh.velocity)
+                        .all(|(a, b)| a[0].len() == b[0].len() && a[1].len() == b[1].len())
+            })
+            .unwrap_or(fresh);
+        let threads = rayon::current_num_threads().max(1);
+        let grads = (0..threads).map(|_| zeros(&mlp)).collect();
+        Some(Self {
+            acts: vec![Vec::new(); mlp.layers.len()],
+            masks: vec![Vec::new(); mlp.layers.len()],
+            mlp,
+            state,
+            hyper,
+            dropout,
+            x: Vec::new(),
+            grad: [Vec::new(), Vec::new()],
+            grads,
+        })
+    }
+
+    /// Restarts the dropout mask stream from `seed`.
+    pub fn reseed(&self, seed: u64) {
+        if let Some(d) = &self.dropout {
+            d.reseed(seed);
+        }
+    }
+
+    /// The current weights.
+    pub fn mlp(&self) -> &FusedMlp {
+        &self.mlp
+    }
+
+    /// The optimizer state, to resume a later `fit` from.
+    pub fn into_state(self) -> RmsState {
+        self.state
+    }
+
+    /// One RMSprop step on a batch of `labels.len()` pairs. The inputs are stacked
+    /// `[2·pairs, input_dim]`, branch A then branch B: `fill(r, row)` writes stacked row `r`
+    /// (pair `r`'s A input for `r < pairs`, pair `r − pairs`'s B input otherwise). Each
+    /// thread fills its own rows, so gathering a shuffled batch runs in parallel too.
+    pub fn step(
+        &mut self,
+        labels: &[f32],
+        fill: &(dyn Fn(usize, &mut [f32]) + Sync),
+    ) -> Result<StepOutput> {
+        let pairs = labels.len();
+        let rows = 2 * pairs;
+        let dim = self.mlp.input_dim();
+        if pairs == 0 {
+            return Err(SiameseError::Empty(
+                "a fused training batch with no pairs".into(),
+            ));
+        }
+        self.x.resize(rows * dim, 0.0);
+        let layers = self.mlp.layers.len();
+        for (l, d) in self.mlp.layers.iter().enumerate() {
+            self.acts[l].resize(rows * d.fan_out, 0.0);
+        }
+        // Dropout masks are drawn layer by layer over all rows, as the burn path draws them.
+        if let Some(dropout) = &self.dropout {
+            for l in 0..layers - 1 {
+                let len = rows * self.mlp.layers[l].fan_out;
+                self.masks[l] = dropout.mask(len);
+            }
+        }
+        let widest = self.mlp.widest();
+        for g in &mut self.grad {
+            g.resize(rows * widest, 0.0);
+        }
+        let threads = self.grads.len();
+        let chunk = rows.div_ceil(threads).max(1);
+
+        // Forward, each thread on its own rows through every layer.
+        {
+            let mlp = &self.mlp;
+            let masks = &self.masks;
+            let mut views: Vec<Vec<&mut [f32]>> = self.x[..rows * dim]
+                .chunks_mut(chunk * dim)
+                .map(|x| vec![x])
+                .collect();
+            for (l, act) in self.acts.iter_mut().enumerate() {
+                for (c, part) in act.chunks_mut(chunk * mlp.layers[l].fan_out).enumerate() {
+                    views[c].push(part);
+                }
+            }
+            views.into_par_iter().enumerate().for_each(|(c, mut bufs)| {
+                let r0 = c * chunk;
+                let (x, acts) = bufs.split_at_mut(1);
+                let n = x[0].len() / dim;
+                for (r, row) in x[0].chunks_exact_mut(dim).enumerate() {
+                    fill(r0 + r, row);
+                }
+                for l in 0..layers {
+                    let (done, rest) = acts.split_at_mut(l);
+                    let input: &[f32] = if l == 0 { &x[0][..] } else { &done[l - 1][..] };
+                    mlp.dense_forward(l, input, n, &mut rest[0][..]);
+                    if !masks[l].is_empty() {
+                        let w = mlp.layers[l].fan_out;
+                        mul_assign(&mut rest[0][..], &masks[l][r0 * w..(r0 + n) * w]);
+                    }
+                }
+            });
+        }
+
+        // Distances, loss and ∂L/∂embedding for both branches (cheap: one pass over pairs).
+        let emb = self.mlp.output_dim();
+        let (margin, scale) = (self.hyper.margin, 2.0 / pairs as f32);
+        let e = &self.acts[layers - 1];
+        let g = &mut self.grad[0];
+        // Gradient buffers are laid out per thread chunk: `[chunk rows, widest]` blocks.
+        let at = |r: usize| (r / chunk) * chunk * widest + (r % chunk) * emb;
+        let mut distances = Vec::with_capacity(pairs);
+        let mut loss = 0.0f64;
+        for (i, &y) in labels.iter().enumerate() {
+            let (ea, eb) = (
+                &e[i * emb..(i + 1) * emb],
+                &e[(pairs + i) * emb..(pairs + i + 1) * emb],
+            );
+            let s: f32 = ea.iter().zip(eb).map(|(a, b)| (a - b) * (a - b)).sum();
+            let d = s.max(EPSILON).sqrt();
+            let hinge = (margin - d).max(0.0);
+            loss += (y * d * d + (1.0 - y) * hinge * hinge) as f64;
+            distances.push(d);
+            // ∂L/∂d, then ∂d/∂s = 1/(2d) where s > ε (0 where the clamp holds), ∂s/∂eₐ = 2(eₐ − e_b).
+            let dd = scale * (y * d - (1.0 - y) * hinge);
+            let k = if s > EPSILON { dd / d } else { 0.0 };
+            let (ia, ib) = (at(i), at(pairs + i));
+            for j in 0..emb {
+                let v = k * (ea[j] - eb[j]);
+                g[ia + j] = v;
+                g[ib + j] = -v;
+            }
+        }
+        let loss = (loss / pairs as f64) as f32;
+
+        // Backward, each thread on its own rows; weight gradients per thread.
+        {
+            let mlp = &self.mlp;
+            let masks = &self.masks;
+            let x = &self.x[..rows * dim];
+            let acts = &self.acts;
+            let [g0, g1] = &mut self.grad;
+            let parts: Vec<_> = g0
+                .chunks_mut(chunk * widest)
+                .zip(g1.chunks_mut(chunk * widest))
+                .zip(self.grads.iter_mut())
+                .take(rows.div_ceil(chunk))
+                .collect();
+            parts
+                .into_par_iter()
+                .enumerate()
+                .for_each(|(c, ((g_out, g_in), grads))| {
+                    let r0 = c * chunk;
+                    let n = (rows - r0).min(chunk);
+                    // g_out holds ∂L/∂H of the current layer, laid out [n, fan_out].
+                    let (mut cur, mut next) = (g_out, g_in);
+                    for l in (0..layers).rev() {
+                        let d = &mlp.layers[l];
+                        let h = &acts[l][r0 * d.fan_out..(r0 + n) * d.fan_out];
+                        let gz = &mut cur[..n * d.fan_out];
+                        let mask: &[f32] = if masks[l].is_empty() {
+                            &[]
+                        } else {
+                            &masks[l][r0 * d.fan_out..(r0 + n) * d.fan_out]
+                        };
+                        backward_mask(gz, h, mask, mlp.activated(l));
+                        let input: &[f32] = if l == 0 {
+                            &x[r0 * dim..(r0 + n) * dim]
+                        } else {
+                            let w = mlp.layers[l - 1].fan_out;
+                            &acts[l - 1][r0 * w..(r0 + n) * w]
+                        };
+                        let [gw, gb] = &mut grads[l];
+                        matmul(
+                            gw,
+                            (d.fan_in, d.fan_out, n),
+                            input,
+                            (1, d.fan_in),
+                            gz,
+                            (d.fan_out, 1),
+                        );
+                        column_sums(gb, gz, true);
+                        if l > 0 {
+                            matmul(
+                                &mut next[..n * d.fan_in],
+                                (n, d.fan_in, d.fan_out),
+                                gz,
+                                (d.fan_out, 1),
+                                &d.kernel,
+                                (1, d.fan_out),
+                            );
+                            std::mem::swap(&mut cur, &mut next);
+                        }
+                    }
+                });
+        }
+
+        // Sum the threads' gradients into the first thread's, then apply Keras RMSprop.
+        let used = rows.div_ceil(chunk);
+        let (first, rest) = self.grads.split_at_mut(1);
+        for other in &rest[..used - 1] {
+            for (mine, theirs) in first[0].iter_mut().zip(other) {
+                for (g, t) in mine.iter_mut().zip(theirs) {
+                    column_sums(g, t, false);
+                }
+            }
+        }
+        for ((layer, velocity), grads) in self
+            .mlp
+            .layers
+            .iter_mut()
+            .zip(&mut self.state.velocity)
+            .zip(&first[0])
+        {
+            let [vk, vb] = velocity;
+            for (w, v, g) in [
+                (&mut layer.kernel, vk, &grads[0]),
+                (&mut layer.bias, vb, &grads[1]),
+            ] {
+                rmsprop(w, v, g, self.hyper);
+            }
+        }
+        Ok(StepOutput { loss, distances })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoder::{EncoderConfig, MlpEncoder, MlpEncoderConfig, dense_from_values};
+    use crate::loss::LossConfig;
+    use crate::optim::OptimizerConfig;
+    use crate::siamese::{Head, SiameseConfig};
+    use crate::train::{self, FitOptions, History, PairData, PairsRef};
+    use burn::module::Module;
+
+    const HYPER: FusedHyper = FusedHyper {
+        lr: 0.001,
+        rho: 0.9,
+        epsilon: 1e-7,
+        margin: 1.0,
+    };
+
+    fn data(n: usize, dim: usize, seed: u64) -> (Matrix, Matrix, Vec<f32>) {
+        let (a, b, mut y) = crate::synthetic::random_pairs(n, dim, seed);
+        y[1] = 0.3; // a graded label exercises both terms of the loss at once
+        (a, b, y)
+    }
+
+    fn options(epochs: usize, batch: usize) -> FitOptions {
+        FitOptions {
+            verbose: false,
+            ..FitOptions::new(epochs, batch)
+        }
+    }
+
+    fn network(config: &SiameseConfig) -> SiameseNetwork {
+        config.init(&Device::flex().autodiff(), 5).unwrap()
+    }
+
+    fn weights(network: &SiameseNetwork) -> Vec<f32> {
+        let mlp = FusedMlp::from_network(network).unwrap();
+        mlp.layers
+            .iter()
+            .flat_map(|d| d.kernel.iter().chain(&d.bias).copied())
+            .collect()
+    }
+
+    fn burn_fit(
+        config: &SiameseConfig,
+        pairs: PairData<'_>,
+        o: &FitOptions,
+    ) -> (Vec<f32>, History) {
+        let mut optimizer = OptimizerConfig::rmsprop().init().unwrap();
+        let (net, h) = train::fit(
+            network(config),
+            &mut optimizer,
+            0.001,
+            &LossConfig::default(),
+            pairs,
+            o,
+        )
+        .unwrap();
+        (weights(&net), h)
+    }
+
+    fn fused_fit(
+        config: &SiameseConfig,
+        pairs: PairData<'_>,
+        o: &FitOptions,
+    ) -> (Vec<f32>, History) {
+        let net = network(config);
+        let mut trainer = FusedTrainer::new(&net, None, HYPER).unwrap();
+        let (net, h) =
+            train::fit_fused(net, &mut trainer, &LossConfig::default(), pairs, o).unwrap();
+        (weights(&net), h)
+    }
+
+    fn assert_close(got: &[f32], want: &[f32], tol: f32, what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}");
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g - w).abs() <= tol * (1.0 + w.abs()),
+                "{what}[{i}]: fused {g}, burn {w}"
+            );
+        }
+    }
+
+    fn mlp_config(
+        dim: usize,
+        hidden: &[usize],
+        act: Activation,
+        last: bool,
+        drop: f64,
+    ) -> SiameseConfig {
+        SiameseConfig {
+            encoder: EncoderConfig::Mlp(MlpEncoderConfig {
+                input_dim: dim,
+                hidden: hidden.to_vec(),
+                activation: act,
+                final_activation: last,
+                dropout: drop,
+            }),
+            distance: Distance::Euclidean,
+            head: Head::Distance,
+        }
+    }
+
+    /// The fused step is the burn autodiff step: same weights and losses after several epochs
+    /// of RMSprop, for ReLU and linear layers, dropout, uneven widths and a partial last batch,
+    /// with one thread and with a thread count that splits the rows unevenly.
+    #[test]
+    fn fused_training_matches_burn_autodiff() {
+        let (a, b, y) = data(30, 12, 1);
+        let pairs = PairData::Dense(PairsRef {
+            a: &a,
+            b: &b,
+            labels: &y,
+        });
+        let configs = [
+            mlp_config(12, &[128, 128, 128], Activation::Relu, true, 0.0),
+            mlp_config(12, &[16, 8], Activation::Relu, false, 0.0),
+            mlp_config(12, &[9, 16, 5], Activation::Linear, false, 0.0),
+            mlp_config(12, &[16, 16, 8], Activation::Relu, true, 0.25),
+        ];
+        for (c, config) in configs.iter().enumerate() {
+            let (want_w, want_h) = burn_fit(config, pairs, &options(4, 7));
+            for threads in [1, 3] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let (got_w, got_h) = pool.install(|| fused_fit(config, pairs, &options(4, 7)));
+                let what = format!("config {c}, {threads} threads");
+                assert_close(&got_w, &want_w, 2e-5, &format!("{what}: weights"));
+                assert_close(
+                    &got_h.loss(),
+                    &want_h.loss(),
+                    2e-5,
+                    &format!("{what}: loss"),
+                );
+                let acc = |h: &History| h.epochs.iter().map(|e| e.accuracy).collect::<Vec<_>>();
+                assert_eq!(acc(&got_h), acc(&want_h), "{what}: accuracy");
+            }
+        }
+    }
+
+    /// Augmented batches and index pairs go through the same gathering and random streams as
+    /// on the burn path.
+    #[test]
+    fn fused_training_matches_burn_with_augmentation_and_index_pairs() {
+        use crate::data::augment::AugmentConfig;
+        use crate::data::pairs::IndexPair;
+        use crate::train::Augment;
+        let (samples, _, _) = data(12, 16, 3);
+        let pairs: Vec<IndexPair> = (0..30)
+            .map(|k| IndexPair {
+                i: k % 12,
+                j: (k * 5 + 1) % 12,
+                label: (k % 3 == 0) as u8 as f32,
+            })
+            .collect();
+        let indexed = PairData::Indexed {
+            samples: &samples,
+            pairs: &pairs,
+        };
+        let augmented = FitOptions {
+            augment: Some(Augment {
+                config: AugmentConfig {
+                    rotation: 10.0,
+                    shift: 0.1,
+                    scale: 0.1,
+                    shear: 5.0,
+                    fill: 0.0,
+                },
+                width: 4,
+                height: 4,
+            }),
+            ..options(3, 8)
+        };
+        let config = mlp_config(16, &[16, 8], Activation::Relu, true, 0.0);
+        for o in [options(3, 8), augmented] {
+            let (want_w, want_h) = burn_fit(&config, indexed, &o);
+            let (got_w, got_h) = fused_fit(&config, indexed, &o);
+            let what = format!("augment: {}", o.augment.is_some());
+            assert_close(&got_w, &want_w, 2e-5, &format!("{what}: weights"));
+            assert_close(
+                &got_h.loss(),
+                &want_h.loss(),
+                2e-5,
+                &format!("{what}: loss"),
+            );
+        }
+    }
+
+    /// Keras 3.15.1 (TensorFlow backend) on the same network, weights and data:
+    /// `tools/keras_fit_reference.py` (`fit(epochs=3, batch_size=4, shuffle=False)`, then
+    /// `predict`).
+    #[test]
+    #[allow(clippy::excessive_precision)] // literal values as Keras printed them
+    fn fused_training_matches_keras_fit() {
+        const KERAS_LOSSES: [f32; 3] = [0.4737679958343506, 0.4614700376987457, 0.4537491798400879];
+        const KERAS_DISTANCES: [f32; 10] = [
+            0.05299609526991844,
+            0.0966232568025589,
+            0.04048197716474533,
+            0.048376768827438354,
+            0.09616806358098984,
+            0.04643992334604263,
+            0.0435548834502697,
+            0.09528180211782455,
+            0.05314478650689125,
+            0.03855844587087631,
+        ];
+        let pattern = |n: usize, scale: f32, phase: f32| -> Vec<f32> {
+            (0..n)
+                .map(|i| scale * (0.7 * i as f32 + phase).sin())
+                .collect()
+        };
+        let (dim, hidden, n) = (6, [5, 5, 4], 10);
+        let device = Device::flex().autodiff();
+        let mut fan_in = dim;
+        let layers = hidden
+            .iter()
+            .enumerate()
+            .map(|(i, &h)| {
+                let layer = dense_from_values(
+                    fan_in,
+                    h,
+                    pattern(fan_in * h, 0.6, i as f32),
+                    pattern(h, 0.1, i as f32 + 0.5),
+                    &device,
+                );
+                fan_in = h;
+                layer
+            })
+            .collect();
+        let encoder = MlpEncoder::from_layers(layers, Activation::Relu, true);
+        let net = SiameseNetwork::new(Encoder::Mlp(encoder), Distance::Euclidean);
+        let square = |v: Vec<f32>| v.into_iter().map(|x| x * x).collect();
+        let a = Matrix::new(n, dim, square(pattern(n * dim, 1.0, 0.0))).unwrap();
+        let b = Matrix::new(n, dim, square(pattern(n * dim, 1.0, 1.3))).unwrap();
+        let y: Vec<f32> = (0..n).map(|i| (i % 2) as f32).collect();
+        let o = FitOptions {
+            shuffle: false,
+            ..options(3, 4)
+        };
+        let mut trainer = FusedTrainer::new(&net, None, HYPER).unwrap();
+        let pairs = PairData::Dense(PairsRef {
+            a: &a,
+            b: &b,
+            labels: &y,
+        });
+        let (net, h) =
+            train::fit_fused(net, &mut trainer, &LossConfig::default(), pairs, &o).unwrap();
+        assert_close(&h.loss(), &KERAS_LOSSES, 1e-5, "epoch loss");
+        let d = train::distances(&net, pairs).unwrap();
+        assert_close(&d, &KERAS_DISTANCES, 1e-5, "distances");
+    }
+
+    /// Fused inference gives burn's scores for every head and distance, dense or indexed.
+    #[test]
+    fn fused_scores_match_burn_forward() {
+        let (a, b, _) = data(70, 9, 2);
+        for (distance, head) in [
+            (Distance::Euclidean, Head::Distance),
+            (Distance::Manhattan, Head::Distance),
+            (Distance::Cosine, Head::Distance),
+            (Distance::Euclidean, Head::WeightedL1),
+        ] {
+            let config = SiameseConfig {
+                distance,
+                head,
+                ..mlp_config(9, &[12, 7], Activation::Relu, false, 0.1)
+            };
+            let net = network(&config).valid();
+            let device = Device::flex();
+            let want = net
+                .forward_scores(
+                    crate::data::to_tensor(&a, &device),
+                    crate::data::to_tensor(&b, &device),
+                )
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap();
+            let mlp = FusedMlp::from_network(&net).unwrap();
+            let head = HostHead::from_network(&net).unwrap();
+            let got = mlp.pair_scores(&a, &b, &head).unwrap();
+            assert_close(&got, &want, 1e-5, &format!("{distance:?} {head:?}"));
+            let emb = mlp.embed(&a);
+            let want_emb = net
+                .embed(crate::data::to_tensor(&a, &device))
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap();
+            assert_close(emb.as_slice(), &want_emb, 1e-5, "embeddings");
+        }
+    }
+
+    #[test]
+    fn only_supported_networks_take_the_fused_path() {
+        let tanh = mlp_config(4, &[3], Activation::Tanh, true, 0.0);
+        assert!(FusedMlp::from_network(&network(&tanh)).is_none());
+        let manhattan = SiameseConfig {
+            distance: Distance::Manhattan,
+            ..mlp_config(4, &[3], Activation::Relu, true, 0.0)
+        };
+        // Inference handles any distance; training only the Euclidean contrastive case.
+        assert!(FusedMlp::from_network(&network(&manhattan)).is_some());
+        assert!(FusedTrainer::new(&network(&manhattan), None, HYPER).is_none());
+        let conv = SiameseConfig {
+            encoder: EncoderConfig::Conv(
+                crate::encoder::conv::ConvEncoderConfig::preset("koch-cpu", 52, 52).unwrap(),
+            ),
+            ..mlp_config(4, &[3], Activation::Relu, true, 0.0)
+        };
+        assert!(FusedMlp::from_network(&network(&conv)).is_none());
+    }
+}
