@@ -43,7 +43,8 @@ PEERS = os.path.join(ROOT, "bench", "peers")
 PEER_BENCH = os.path.join(ROOT, "target", "release", "examples", "peer_bench")
 SEED_BIN = os.path.join(ROOT, "target", "release", "examples", "seed")
 SIAMESE_BIN = os.path.join(ROOT, "target", "release", "siamese")
-IMPLS = ("siamese", "torch", "keras")
+# "burn" is ours with the fused MLP path off (peer_bench --burn): the before/after of src/fused.rs.
+IMPLS = ("siamese", "burn", "torch", "keras")
 
 # ours / torch at least this much (training by batch size; predict at batch 1024).
 TRAIN_TARGETS = {32: 3.0, 128: 1.5, 1024: 1.2}
@@ -132,6 +133,8 @@ def bench_cmd(impl, python, mode, dim, batch, pairs, epochs, threads):
     ]  # fmt: skip
     if impl == "siamese":
         return [PEER_BENCH] + flags
+    if impl == "burn":
+        return [PEER_BENCH] + flags + ["--burn"]
     return [python, os.path.join(PEERS, f"{impl}_ref.py")] + flags
 
 
@@ -220,8 +223,9 @@ def table(header, rows):
 # --------------------------------------------------------------------------- sections
 
 
-THROUGHPUT_COLUMNS = ["dim", "batch", "siamese", "torch", "keras", "ours/torch", "ours/keras",
-                      "target", "met", "peak RSS MB (s / t / k)"]  # fmt: skip
+THROUGHPUT_COLUMNS = ["dim", "batch", "siamese", "burn path", "torch", "keras", "ours/torch",
+                      "ours/keras", "fused/burn", "target", "met",
+                      "peak RSS MB (s / b / t / k)"]  # fmt: skip
 
 
 def throughput_row(args, env, raw, mode, dim, batch, pairs, passes, target):
@@ -240,7 +244,7 @@ def throughput_row(args, env, raw, mode, dim, batch, pairs, passes, target):
         dim, batch,
         *(show(args, i, rate[i]) for i in IMPLS),
         fmt_ratio(rate["siamese"], rate["torch"]), fmt_ratio(rate["siamese"], rate["keras"]),
-        f"≥ {target}× torch", verdict(ratio(rate["siamese"], rate["torch"]), target),
+        fmt_ratio(rate["siamese"], rate["burn"]), f"≥ {target}× torch", verdict(ratio(rate["siamese"], rate["torch"]), target),
         " / ".join(show(args, i, rss[i]) for i in IMPLS),
     ]  # fmt: skip
 
@@ -540,7 +544,7 @@ def main():
                    help="python with torch/tensorflow/keras (default: $PEERS_PYTHON, else /tmp/peers-venv)")  # fmt: skip
     p.add_argument("--only", default=",".join(SECTIONS),
                    help=f"comma-separated sections: {','.join(SECTIONS)}")  # fmt: skip
-    p.add_argument("--impls", default=",".join(IMPLS), help="comma-separated subset of siamese,torch,keras")
+    p.add_argument("--impls", default=",".join(IMPLS), help="comma-separated subset of siamese,burn,torch,keras")
     p.add_argument("--omp-passive", action="store_true",
                    help="set OMP_WAIT_POLICY=PASSIVE for every child (PyTorch's OpenMP threads "
                         "then sleep instead of spinning; far better on a busy machine)")  # fmt: skip

@@ -1,5 +1,6 @@
 //! Criterion: one training step of the reference model (`784 → Dense(128, relu) ×3`,
-//! Euclidean, contrastive, RMSprop) at batch 128 on flex, and one `fit` epoch over 1,024 pairs.
+//! Euclidean, contrastive, RMSprop) at batch 128 on flex — as burn autodiff steps and as the
+//! fused step — and one `fit` epoch over 1,024 pairs.
 //!
 //! ```text
 //! cargo bench --bench train_step
@@ -44,6 +45,31 @@ fn train_step(c: &mut Criterion) {
             let l = loss.forward(d, ty.clone());
             let grads = GradientsParams::from_grads(l.backward(), &net);
             net = optim.step(lr, net.clone(), grads);
+        })
+    });
+
+    // The fused step (src/fused.rs) on the same batch: what `fit` runs for this model.
+    let mut trainer = siamese::fused::FusedTrainer::new(
+        &config.network.init(&device, 0).unwrap(),
+        None,
+        siamese::fused::FusedHyper {
+            lr: 0.001,
+            rho: 0.9,
+            epsilon: 1e-7,
+            margin: 1.0,
+        },
+    )
+    .unwrap();
+    group.bench_function("fused_reference_b128_d784", |bench| {
+        bench.iter(|| {
+            let fill = |r: usize, row: &mut [f32]| {
+                row.copy_from_slice(if r < BATCH {
+                    a.row(r)
+                } else {
+                    b.row(r - BATCH)
+                })
+            };
+            black_box(trainer.step(&y, &fill).unwrap())
         })
     });
 

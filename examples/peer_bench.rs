@@ -17,7 +17,8 @@
 //!
 //! Prints one JSON line:
 //! `{"impl":"siamese","mode":..,"dim":..,"batch":..,"pairs_per_s":..,"seconds":..,...}`.
-//! Threads: `--threads N`, else `RAYON_NUM_THREADS`, else every core.
+//! Threads: `--threads N`, else `RAYON_NUM_THREADS`, else every core. `--burn` runs the
+//! model through burn's autodiff graph instead of the fused MLP path (`src/fused.rs`).
 
 use std::time::Instant;
 
@@ -66,11 +67,19 @@ struct Args {
     /// Seed of the weights and the data.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Run through burn's autodiff graph instead of the fused MLP path (`SIAMESE_FUSED=0`):
+    /// the "before" figures of the fused path.
+    #[arg(long)]
+    burn: bool,
 }
 
 fn main() -> Result<()> {
     siamese::device::tune_host_allocator();
     let args = Args::parse();
+    if args.burn {
+        // SAFETY: set before any other thread exists (rayon's pool is built just below).
+        unsafe { std::env::set_var("SIAMESE_FUSED", "0") };
+    }
     if let Some(n) = args.threads {
         rayon_global(n);
     }

@@ -168,7 +168,9 @@ impl Siamese {
         let OptimizerConfig::Rmsprop { lr, rho, epsilon } = self.config.optimizer else {
             return None;
         };
-        if !fused::enabled() || self.config.loss.kind != LossKind::Contrastive {
+        // ε ≥ 1e-30 keeps the fused RMSprop's flush of subnormal averages exact (see
+        // `fused::rmsprop`).
+        if !fused::enabled() || self.config.loss.kind != LossKind::Contrastive || epsilon < 1e-30 {
             return None;
         }
         let hyper = FusedHyper {

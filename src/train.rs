@@ -559,7 +559,9 @@ pub fn fit_fused(
         distances: Vec::new(),
         labels: Vec::new(),
     };
-    let history = run_epochs(&mut stepper, loss, train, val, options)?;
+    // The loop runs on a rayon worker, so each parallel phase of a step wakes at most the
+    // other workers instead of handing the whole step over from outside the pool and back.
+    let history = rayon::scope(|_| run_epochs(&mut stepper, loss, train, val, options))?;
     let FusedStepper {
         mut network,
         trainer,
