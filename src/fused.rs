@@ -461,25 +461,19 @@ impl HostHead {
     /// Scores `out.len()` pairs of embeddings, `ea`/`eb: [out.len(), dim]`.
     pub fn score_rows(&self, ea: &[f32], eb: &[f32], dim: usize, out: &mut [f32]) {
         let rows = ea.chunks_exact(dim).zip(eb.chunks_exact(dim));
-        match self {
-            Self::Distance(Distance::Euclidean) => {
-                for (o, (a, b)) in out.iter_mut().zip(rows) {
-                    let mut s = 0.0;
-                    squared_distance(a, b, &mut s);
-                    *o = s.max(EPSILON).sqrt();
-                }
-            }
-            _ => {
-                for (o, (a, b)) in out.iter_mut().zip(rows) {
-                    *o = self.score(a, b);
-                }
-            }
+        for (o, (a, b)) in out.iter_mut().zip(rows) {
+            *o = self.score(a, b);
         }
     }
 
-    /// The score of one pair of embeddings.
+    /// The score of one pair of embeddings (the same rounding as [`HostHead::score_rows`]).
     pub fn score(&self, ea: &[f32], eb: &[f32]) -> f32 {
         match self {
+            Self::Distance(Distance::Euclidean) => {
+                let mut s = 0.0;
+                squared_distance(ea, eb, &mut s);
+                s.max(EPSILON).sqrt()
+            }
             Self::Distance(d) => d.between(ea, eb),
             Self::WeightedL1 { weight, bias } => {
                 ea.iter()
