@@ -123,6 +123,10 @@ impl Siamese {
     ///
     /// Mirrors Keras's `model.fit([a, b], labels, epochs, batch_size, validation_split | data)`.
     /// Returns the per-epoch history. Shapes, labels and finiteness are checked first.
+    ///
+    /// An MLP model with the Euclidean distance, the contrastive loss and RMSprop (the
+    /// reference) trains on the fused CPU path of [`crate::fused`] when its device is flex:
+    /// the same steps as burn's graph to float rounding, several times faster.
     pub fn fit(
         &mut self,
         a: &Matrix,
