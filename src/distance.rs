@@ -30,6 +30,19 @@ use serde::{Deserialize, Serialize};
 /// The `ε` used by the Euclidean and cosine distances (Keras's `backend.epsilon()`).
 pub const EPSILON: f32 = 1e-7;
 
+/// `max(x, min)` that keeps NaN, as burn's `clamp_min` does (`f32::max` would return `min`
+/// and hide a diverged model's NaN embeddings).
+pub trait ClampMinNan {
+    /// `min` where `x < min`, else `x` (NaN stays NaN).
+    fn clamp_min_nan(self, min: Self) -> Self;
+}
+
+impl ClampMinNan for f32 {
+    fn clamp_min_nan(self, min: f32) -> f32 {
+        if self < min { min } else { self }
+    }
+}
+
 /// How two embeddings are compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -66,14 +79,14 @@ impl Distance {
                 .zip(b)
                 .map(|(x, y)| (x - y) * (x - y))
                 .sum::<f32>()
-                .max(EPSILON)
+                .clamp_min_nan(EPSILON)
                 .sqrt(),
             Self::Manhattan => a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum(),
             Self::Cosine => {
                 let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
                 let na = a.iter().map(|x| x * x).sum::<f32>().sqrt();
                 let nb = b.iter().map(|x| x * x).sum::<f32>().sqrt();
-                1.0 - dot / (na * nb).max(EPSILON)
+                1.0 - dot / (na * nb).clamp_min_nan(EPSILON)
             }
         }
     }

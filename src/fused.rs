@@ -32,7 +32,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 
 use crate::data::Matrix;
-use crate::distance::{Distance, EPSILON};
+use crate::distance::{ClampMinNan, Distance, EPSILON};
 use crate::encoder::{Activation, Encoder, SeededDropout};
 use crate::error::{Result, SiameseError};
 use crate::siamese::SiameseNetwork;
@@ -118,7 +118,10 @@ multiversion! {
         for row in z.chunks_exact_mut(bias.len()) {
             if relu {
                 for (v, b) in row.iter_mut().zip(bias) {
-                    *v = (*v + b).max(0.0);
+                    // Not `max(0.0)`, which would turn NaN into 0 and hide a diverged
+                    // training from the loss check.
+                    let z = *v + b;
+                    *v = if z < 0.0 { 0.0 } else { z };
                 }
             } else {
                 for (v, b) in row.iter_mut().zip(bias) {
@@ -214,6 +217,15 @@ multiversion! {
     }
 }
 
+/// A parameter tensor as `Param::from_tensor` makes one: tracked on an autodiff device.
+fn trainable<const D: usize>(t: Tensor<D>) -> Tensor<D> {
+    if t.device().is_autodiff() {
+        t.require_grad()
+    } else {
+        t
+    }
+}
+
 fn read(t: Tensor<2>) -> Option<Vec<f32>> {
     t.into_data().try_to_vec::<f32>().ok()
 }
@@ -263,25 +275,13 @@ impl FusedMlp {
                 TensorData::new(dense.kernel.clone(), [dense.fan_in, dense.fan_out]),
                 &device,
             );
-            let track = |t: Tensor<2>| {
-                if device.is_autodiff() {
-                    t.require_grad()
-                } else {
-                    t
-                }
-            };
-            layer.weight = Param::initialized(layer.weight.id, track(kernel));
+            layer.weight = Param::initialized(layer.weight.id, trainable(kernel));
             if let Some(bias) = &mut layer.bias {
                 let b = Tensor::<1>::from_data(
                     TensorData::new(dense.bias.clone(), [dense.fan_out]),
                     &device,
                 );
-                let b = if device.is_autodiff() {
-                    b.require_grad()
-                } else {
-                    b
-                };
-                *bias = Param::initialized(bias.id, b);
+                *bias = Param::initialized(bias.id, trainable(b));
             }
         }
     }
@@ -472,7 +472,7 @@ impl HostHead {
             Self::Distance(Distance::Euclidean) => {
                 let mut s = 0.0;
                 squared_distance(ea, eb, &mut s);
-                s.max(EPSILON).sqrt()
+                s.clamp_min_nan(EPSILON).sqrt()
             }
             Self::Distance(d) => d.between(ea, eb),
             Self::WeightedL1 { weight, bias } => {
@@ -688,7 +688,7 @@ impl FusedTrainer {
                 &e[(pairs + i) * emb..(pairs + i + 1) * emb],
             );
             let s: f32 = ea.iter().zip(eb).map(|(a, b)| (a - b) * (a - b)).sum();
-            let d = s.max(EPSILON).sqrt();
+            let d = s.clamp_min_nan(EPSILON).sqrt();
             let hinge = (margin - d).max(0.0);
             loss += (y * d * d + (1.0 - y) * hinge * hinge) as f64;
             distances.push(d);
@@ -1115,6 +1115,38 @@ mod tests {
                 assert!((v[0] - plain_v).abs() < f32::MIN_POSITIVE, "v = {}", v[0]);
             }
         }
+    }
+
+    /// A diverged network (NaN weights) stops with the loss check's error, as on the burn
+    /// path: the ReLU must pass NaN on, not turn it into 0.
+    #[test]
+    fn nan_weights_are_reported_not_hidden() {
+        let (a, b, y) = data(16, 3, 4);
+        let device = Device::flex().autodiff();
+        let mut kernel = vec![0.5; 3 * 4];
+        kernel[5] = f32::NAN;
+        let layers = vec![
+            dense_from_values(3, 4, kernel, vec![0.0; 4], &device),
+            dense_from_values(4, 2, vec![0.25; 8], vec![0.0; 2], &device),
+        ];
+        let encoder = MlpEncoder::from_layers(layers, Activation::Relu, true);
+        let net = SiameseNetwork::new(Encoder::Mlp(encoder), Distance::Euclidean);
+        let pairs = PairData::Dense(PairsRef {
+            a: &a,
+            b: &b,
+            labels: &y,
+        });
+        let mut trainer = FusedTrainer::new(&net, None, HYPER).unwrap();
+        let err = train::fit_fused(
+            net,
+            &mut trainer,
+            &LossConfig::default(),
+            pairs,
+            &options(1, 8),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("training loss became NaN"), "{err}");
     }
 
     #[test]
