@@ -889,6 +889,13 @@ mod tests {
         }
     }
 
+    /// Fused weights and epoch losses within 2e-5 (relative) of burn's.
+    fn assert_same_training(got: (&[f32], &History), want: (&[f32], &History), what: &str) {
+        assert_close(got.0, want.0, 2e-5, &format!("{what}: weights"));
+        let loss = format!("{what}: loss");
+        assert_close(&got.1.loss(), &want.1.loss(), 2e-5, &loss);
+    }
+
     fn mlp_config(
         dim: usize,
         hidden: &[usize],
@@ -935,13 +942,7 @@ mod tests {
                     .unwrap();
                 let (got_w, got_h) = pool.install(|| fused_fit(config, pairs, &options(4, 7)));
                 let what = format!("config {c}, {threads} threads");
-                assert_close(&got_w, &want_w, 2e-5, &format!("{what}: weights"));
-                assert_close(
-                    &got_h.loss(),
-                    &want_h.loss(),
-                    2e-5,
-                    &format!("{what}: loss"),
-                );
+                assert_same_training((&got_w, &got_h), (&want_w, &want_h), &what);
                 let acc = |h: &History| h.epochs.iter().map(|e| e.accuracy).collect::<Vec<_>>();
                 assert_eq!(acc(&got_h), acc(&want_h), "{what}: accuracy");
             }
@@ -986,13 +987,7 @@ mod tests {
             let (want_w, want_h) = burn_fit(&config, indexed, &o);
             let (got_w, got_h) = fused_fit(&config, indexed, &o);
             let what = format!("augment: {}", o.augment.is_some());
-            assert_close(&got_w, &want_w, 2e-5, &format!("{what}: weights"));
-            assert_close(
-                &got_h.loss(),
-                &want_h.loss(),
-                2e-5,
-                &format!("{what}: loss"),
-            );
+            assert_same_training((&got_w, &got_h), (&want_w, &want_h), &what);
         }
     }
 

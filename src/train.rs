@@ -502,12 +502,8 @@ pub fn fit(
     train: PairData<'_>,
     options: &FitOptions,
 ) -> Result<(SiameseNetwork, History)> {
-    options.validate()?;
-    let split = split_validation(options, train)?;
+    let split = prepare(options, train)?;
     let (train, val) = train_and_validation(&split, options, train);
-    if train.is_empty() {
-        return Err(SiameseError::Empty("no training pairs".into()));
-    }
     let triplets = if loss.is_triplet() {
         if network.weighted_l1.is_some() {
             return Err(SiameseError::config(
@@ -546,12 +542,8 @@ pub fn fit_fused(
     train: PairData<'_>,
     options: &FitOptions,
 ) -> Result<(SiameseNetwork, History)> {
-    options.validate()?;
-    let split = split_validation(options, train)?;
+    let split = prepare(options, train)?;
     let (train, val) = train_and_validation(&split, options, train);
-    if train.is_empty() {
-        return Err(SiameseError::Empty("no training pairs".into()));
-    }
     let mut stepper = FusedStepper {
         network,
         trainer,
@@ -569,6 +561,15 @@ pub fn fit_fused(
     } = stepper;
     trainer.mlp().write_back(&mut network);
     Ok((network, history))
+}
+
+/// Checks the options and the training pairs, and splits off the validation part when asked.
+fn prepare(options: &FitOptions, train: PairData<'_>) -> Result<Option<(Pairs, Pairs)>> {
+    options.validate()?;
+    if train.is_empty() {
+        return Err(SiameseError::Empty("no training pairs".into()));
+    }
+    split_validation(options, train)
 }
 
 /// Keras takes `validation_split` from the end of the pairs, before any shuffling: the owned
