@@ -1060,16 +1060,18 @@ mod tests {
     #[test]
     fn fused_scores_match_burn_forward() {
         let (a, b, _) = data(70, 9, 2);
-        for (distance, head) in [
-            (Distance::Euclidean, Head::Distance),
-            (Distance::Manhattan, Head::Distance),
-            (Distance::Cosine, Head::Distance),
-            (Distance::Euclidean, Head::WeightedL1),
+        for (distance, head, hidden) in [
+            (Distance::Euclidean, Head::Distance, &[12, 7][..]),
+            (Distance::Euclidean, Head::Distance, &[5][..]),
+            (Distance::Euclidean, Head::Distance, &[6, 9, 4, 3][..]),
+            (Distance::Manhattan, Head::Distance, &[12, 7][..]),
+            (Distance::Cosine, Head::Distance, &[12, 7][..]),
+            (Distance::Euclidean, Head::WeightedL1, &[12, 7][..]),
         ] {
             let config = SiameseConfig {
                 distance,
                 head,
-                ..mlp_config(9, &[12, 7], Activation::Relu, false, 0.1)
+                ..mlp_config(9, hidden, Activation::Relu, false, 0.1)
             };
             let net = network(&config).valid();
             let device = Device::flex();
