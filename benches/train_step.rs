@@ -53,9 +53,7 @@ fn train_step(c: &mut Criterion) {
         &config.network.init(&device, 0).unwrap(),
         None,
         siamese::fused::FusedHyper {
-            lr: 0.001,
-            rho: 0.9,
-            epsilon: 1e-7,
+            optimizer: siamese::fused::FusedOptimizer::from_config(&config.optimizer).unwrap(),
             margin: 1.0,
         },
     )

@@ -14,6 +14,7 @@
 //! backward, layer l:  Gₗ = ∂L/∂Hₗ ⊙ act′ ⊙ Mₗ,   ∂L/∂Wₗ = Hₗ₋₁ᵀ·Gₗ,   ∂L/∂bₗ = Σ_rows Gₗ,
 //!                     ∂L/∂Hₗ₋₁ = Gₗ·Wₗᵀ
 //! RMSprop (Keras):    v ← ρ·v + (1 − ρ)·g²,   w ← w − lr·g/√(v + ε)
+//!                     (or burn's Adam or SGD, with the formulas of `crate::optim`)
 //! ```
 //!
 //! Work is split over rows, not inside each product: every rayon thread runs whole layers on
@@ -207,12 +208,52 @@ multiversion! {
     /// `ε ≥ 1e-30` (the fused path is not used below) the change to `v + ε` is under an
     /// eighth of its last place, so the weights move exactly as without the flush, up to a
     /// rare one-ulp rounding of `v + ε`; at Keras's `ε = 1e-7`, `v + ε` is `ε` either way.
-    fn rmsprop(w: &mut [f32], v: &mut [f32], g: &[f32], h: FusedHyper) {
+    fn rmsprop(w: &mut [f32], v: &mut [f32], g: &[f32], lr: f32, rho: f32, epsilon: f32) {
         for ((w, v), &g) in w.iter_mut().zip(v.iter_mut()).zip(g) {
             let gs = if g.abs() < 1e-19 { 0.0 } else { g };
-            let nv = *v * h.rho + gs * gs * (1.0 - h.rho);
+            let nv = *v * rho + gs * gs * (1.0 - rho);
             *v = if nv < f32::MIN_POSITIVE { 0.0 } else { nv };
-            *w -= g / (*v + h.epsilon).sqrt() * h.lr;
+            *w -= g / (*v + epsilon).sqrt() * lr;
+        }
+    }
+}
+
+/// One Adam step's scalars: the decays, `c = √(1 − β₂ᵗ)/(1 − β₁ᵗ)` and `ε·√(1 − β₂ᵗ)`.
+#[derive(Debug, Clone, Copy)]
+struct AdamStep {
+    lr: f32,
+    beta_1: f32,
+    beta_2: f32,
+    factor: f32,
+    eps: f32,
+}
+
+multiversion! {
+    /// burn's Adam on one parameter, in its operation order: `m ← β₁·m + (1 − β₁)·g`,
+    /// `v ← β₂·v + (1 − β₂)·g²`, `w ← w − lr·(c·m)/(√v + ε·√(1 − β₂ᵗ))`.
+    fn adam(w: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], k: AdamStep) {
+        for (((w, m), v), &g) in w.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
+            *m = *m * k.beta_1 + g * (1.0 - k.beta_1);
+            *v = *v * k.beta_2 + g * g * (1.0 - k.beta_2);
+            *w -= *m * k.factor / (v.sqrt() + k.eps) * k.lr;
+        }
+    }
+}
+
+multiversion! {
+    /// burn's SGD on one parameter (dampening 0): with momentum `μ > 0`, `u ← g + μ·u` and the
+    /// step is `u` (Nesterov: `μ·u + g`); without, the step is `g`. `w ← w − lr·step`.
+    fn sgd(w: &mut [f32], u: &mut [f32], g: &[f32], lr: f32, momentum: f32, nesterov: bool) {
+        if momentum > 0.0 {
+            for ((w, u), &g) in w.iter_mut().zip(u.iter_mut()).zip(g) {
+                *u = g + *u * momentum;
+                let step = if nesterov { *u * momentum + g } else { *u };
+                *w -= step * lr;
+            }
+        } else {
+            for (w, &g) in w.iter_mut().zip(g) {
+                *w -= g * lr;
+            }
         }
     }
 }
@@ -487,22 +528,130 @@ impl HostHead {
     }
 }
 
-/// Keras RMSprop state for the fused path: one squared-gradient average per parameter value,
-/// `[kernel, bias]` per layer. Kept by the model between `fit` calls.
+/// Optimizer state of the fused path, kept by the model between `fit` calls: per parameter
+/// value a first slot (RMSprop's square average, Adam's first moment, SGD's velocity) and a
+/// second (Adam's second moment), `[kernel, bias]` per layer, and the step count.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct RmsState {
-    velocity: Vec<[Vec<f32>; 2]>,
+pub struct OptimizerState {
+    first: Vec<[Vec<f32>; 2]>,
+    second: Vec<[Vec<f32>; 2]>,
+    steps: i32,
+    kind: Option<&'static str>,
+}
+
+/// The optimizer of a fused training run, with the exact formulas of the burn path
+/// ([`crate::optim`]): Keras RMSprop, burn's Adam, burn's SGD without dampening.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FusedOptimizer {
+    /// Keras RMSprop (`ε` inside the square root).
+    RmsProp {
+        /// Learning rate.
+        lr: f32,
+        /// Decay of the square average.
+        rho: f32,
+        /// Added under the square root; at least 1e-30 (see `rmsprop`'s subnormal flush).
+        epsilon: f32,
+    },
+    /// burn's Adam (bias-corrected, `ε` outside the square root).
+    Adam {
+        /// Learning rate.
+        lr: f32,
+        /// First-moment decay.
+        beta_1: f32,
+        /// Second-moment decay.
+        beta_2: f32,
+        /// Numerical-stability term.
+        epsilon: f32,
+    },
+    /// burn's SGD with optional (Nesterov) momentum, no dampening.
+    Sgd {
+        /// Learning rate.
+        lr: f32,
+        /// Momentum (0: plain SGD).
+        momentum: f32,
+        /// Nesterov momentum.
+        nesterov: bool,
+    },
+}
+
+impl FusedOptimizer {
+    /// The fused form of a configured optimizer, when there is one.
+    pub fn from_config(config: &crate::optim::OptimizerConfig) -> Option<Self> {
+        use crate::optim::OptimizerConfig as C;
+        Some(match *config {
+            // ε ≥ 1e-30 keeps the subnormal flush of the square average exact.
+            C::Rmsprop { lr, rho, epsilon } if epsilon >= 1e-30 => Self::RmsProp {
+                lr: lr as f32,
+                rho,
+                epsilon,
+            },
+            C::Rmsprop { .. } => return None,
+            C::Adam {
+                lr,
+                beta_1,
+                beta_2,
+                epsilon,
+            } => Self::Adam {
+                lr: lr as f32,
+                beta_1,
+                beta_2,
+                epsilon,
+            },
+            C::Sgd {
+                lr,
+                momentum,
+                nesterov,
+            } => Self::Sgd {
+                lr: lr as f32,
+                momentum: momentum as f32,
+                nesterov,
+            },
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::RmsProp { .. } => "rmsprop",
+            Self::Adam { .. } => "adam",
+            Self::Sgd { .. } => "sgd",
+        }
+    }
+
+    /// Updates one span of a parameter from its summed gradient, at step `t` (from 1).
+    fn update(self, w: &mut [f32], first: &mut [f32], second: &mut [f32], g: &[f32], t: i32) {
+        match self {
+            Self::RmsProp { lr, rho, epsilon } => rmsprop(w, first, g, lr, rho, epsilon),
+            Self::Adam {
+                lr,
+                beta_1,
+                beta_2,
+                epsilon,
+            } => {
+                // At step t (from 1), as burn computes them, in f32.
+                let bias2 = (1.0 - beta_2.powi(t)).sqrt();
+                let step = AdamStep {
+                    lr,
+                    beta_1,
+                    beta_2,
+                    factor: bias2 / (1.0 - beta_1.powi(t)),
+                    eps: epsilon * bias2,
+                };
+                adam(w, first, second, g, step)
+            }
+            Self::Sgd {
+                lr,
+                momentum,
+                nesterov,
+            } => sgd(w, first, g, lr, momentum, nesterov),
+        }
+    }
 }
 
 /// Hyper-parameters of one fused training run.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FusedHyper {
-    /// Learning rate.
-    pub lr: f32,
-    /// RMSprop decay.
-    pub rho: f32,
-    /// RMSprop epsilon (inside the square root).
-    pub epsilon: f32,
+    /// The optimizer.
+    pub optimizer: FusedOptimizer,
     /// Contrastive margin.
     pub margin: f32,
 }
@@ -519,12 +668,12 @@ pub struct StepOutput {
 /// Per-thread weight gradients, `[kernel, bias]` per layer.
 type Grads = Vec<[Vec<f32>; 2]>;
 
-/// Trains an MLP Siamese network with the Euclidean distance, the contrastive loss and Keras
-/// RMSprop, with fused kernels (see the module docs).
+/// Trains an MLP Siamese network with the Euclidean distance and the contrastive loss, with
+/// fused kernels (see the module docs) and any of the crate's optimizers.
 #[derive(Debug)]
 pub struct FusedTrainer {
     mlp: FusedMlp,
-    state: RmsState,
+    state: OptimizerState,
     hyper: FusedHyper,
     dropout: Option<SeededDropout>,
     /// Stacked inputs of the current batch, `[2·batch, input_dim]`: branch A then branch B.
@@ -544,7 +693,7 @@ impl FusedTrainer {
     /// optimizer from `state` when its shapes match.
     pub fn new(
         network: &SiameseNetwork,
-        state: Option<RmsState>,
+        state: Option<OptimizerState>,
         hyper: FusedHyper,
     ) -> Option<Self> {
         if network.weighted_l1.is_some() || network.distance() != Distance::Euclidean {
@@ -561,17 +710,22 @@ impl FusedTrainer {
                 .map(|d| [vec![0.0; d.kernel.len()], vec![0.0; d.bias.len()]])
                 .collect()
         };
-        let fresh = RmsState {
-            velocity: zeros(&mlp),
+        let kind = Some(hyper.optimizer.name());
+        let fresh = OptimizerState {
+            first: zeros(&mlp),
+            second: zeros(&mlp),
+            steps: 0,
+            kind,
+        };
+        // Resume only a state of the same optimizer over the same shapes.
+        let same_shapes = |a: &Grads, b: &Grads| {
+            a.len() == b.len()
+                && a.iter()
+                    .zip(b)
+                    .all(|(a, b)| a[0].len() == b[0].len() && a[1].len() == b[1].len())
         };
         let state = state
-            .filter(|s| {
-                s.velocity.len() == fresh.velocity.len()
-                    && s.velocity
-                        .iter()
-                        .zip(&fresh.velocity)
-                        .all(|(a, b)| a[0].len() == b[0].len() && a[1].len() == b[1].len())
-            })
+            .filter(|s| s.kind == kind && same_shapes(&s.first, &fresh.first))
             .unwrap_or(fresh);
         let threads = rayon::current_num_threads().max(1);
         let grads = (0..threads).map(|_| zeros(&mlp)).collect();
@@ -601,11 +755,11 @@ impl FusedTrainer {
     }
 
     /// The optimizer state, to resume a later `fit` from.
-    pub fn into_state(self) -> RmsState {
+    pub fn into_state(self) -> OptimizerState {
         self.state
     }
 
-    /// One RMSprop step on a batch of `labels.len()` pairs. The inputs are stacked
+    /// One optimizer step on a batch of `labels.len()` pairs. The inputs are stacked
     /// `[2·pairs, input_dim]`, branch A then branch B: `fill(r, row)` writes stacked row `r`
     /// (pair `r`'s A input for `r < pairs`, pair `r − pairs`'s B input otherwise). Each
     /// thread fills its own rows, so gathering a shuffled batch runs in parallel too.
@@ -766,43 +920,49 @@ impl FusedTrainer {
                 });
         }
 
-        // Sum the threads' gradients into the first thread's and apply Keras RMSprop, in
-        // parallel over spans of parameters (the square root and division are not cheap).
+        // Sum the threads' gradients into the first thread's and apply the optimizer, in
+        // parallel over spans of parameters (square roots and divisions are not cheap).
         const SPAN: usize = 8192;
         let used = rows.div_ceil(chunk);
         let (first, rest) = self.grads.split_at_mut(1);
         let others = &rest[..used - 1];
         let mut spans = Vec::new();
-        for (l, ((layer, velocity), grads)) in self
+        let state = &mut self.state;
+        let slots = state.first.iter_mut().zip(state.second.iter_mut());
+        for (l, ((layer, (first_slot, second_slot)), grads)) in self
             .mlp
             .layers
             .iter_mut()
-            .zip(&mut self.state.velocity)
+            .zip(slots)
             .zip(first[0].iter_mut())
             .enumerate()
         {
-            let [vk, vb] = velocity;
-            let [gk, gb] = grads;
-            for (p, (w, v, g)) in [(&mut layer.kernel, vk, gk), (&mut layer.bias, vb, gb)]
-                .into_iter()
-                .enumerate()
-            {
+            let ([s1k, s1b], [s2k, s2b], [gk, gb]) = (first_slot, second_slot, grads);
+            let params = [
+                (&mut layer.kernel, s1k, s2k, gk),
+                (&mut layer.bias, s1b, s2b, gb),
+            ];
+            for (p, (w, s1, s2, g)) in params.into_iter().enumerate() {
                 let parts = w
                     .chunks_mut(SPAN)
-                    .zip(v.chunks_mut(SPAN))
+                    .zip(s1.chunks_mut(SPAN))
+                    .zip(s2.chunks_mut(SPAN))
                     .zip(g.chunks_mut(SPAN));
-                for (s, ((w, v), g)) in parts.enumerate() {
-                    spans.push((l, p, s * SPAN, w, v, g));
+                for (s, (((w, s1), s2), g)) in parts.enumerate() {
+                    spans.push((l, p, s * SPAN, w, s1, s2, g));
                 }
             }
         }
-        let hyper = self.hyper;
-        spans.into_par_iter().for_each(|(l, p, start, w, v, g)| {
-            for other in others {
-                column_sums(g, &other[l][p][start..start + g.len()], false);
-            }
-            rmsprop(w, v, g, hyper);
-        });
+        state.steps += 1;
+        let (optimizer, t) = (self.hyper.optimizer, state.steps);
+        spans
+            .into_par_iter()
+            .for_each(|(l, p, start, w, s1, s2, g)| {
+                for other in others {
+                    column_sums(g, &other[l][p][start..start + g.len()], false);
+                }
+                optimizer.update(w, s1, s2, g, t);
+            });
         Ok(StepOutput { loss, distances })
     }
 }
@@ -818,9 +978,11 @@ mod tests {
     use burn::module::Module;
 
     const HYPER: FusedHyper = FusedHyper {
-        lr: 0.001,
-        rho: 0.9,
-        epsilon: 1e-7,
+        optimizer: FusedOptimizer::RmsProp {
+            lr: 0.001,
+            rho: 0.9,
+            epsilon: 1e-7,
+        },
         margin: 1.0,
     };
 
@@ -854,11 +1016,21 @@ mod tests {
         pairs: PairData<'_>,
         o: &FitOptions,
     ) -> (Vec<f32>, History) {
-        let mut optimizer = OptimizerConfig::rmsprop().init().unwrap();
+        burn_fit_with(&OptimizerConfig::rmsprop(), config, pairs, o)
+    }
+
+    fn burn_fit_with(
+        optimizer: &OptimizerConfig,
+        config: &SiameseConfig,
+        pairs: PairData<'_>,
+        o: &FitOptions,
+    ) -> (Vec<f32>, History) {
+        let lr = optimizer.lr();
+        let mut optimizer = optimizer.init().unwrap();
         let (net, h) = train::fit(
             network(config),
             &mut optimizer,
-            0.001,
+            lr,
             &LossConfig::default(),
             pairs,
             o,
@@ -872,8 +1044,21 @@ mod tests {
         pairs: PairData<'_>,
         o: &FitOptions,
     ) -> (Vec<f32>, History) {
+        fused_fit_with(&OptimizerConfig::rmsprop(), config, pairs, o)
+    }
+
+    fn fused_fit_with(
+        optimizer: &OptimizerConfig,
+        config: &SiameseConfig,
+        pairs: PairData<'_>,
+        o: &FitOptions,
+    ) -> (Vec<f32>, History) {
         let net = network(config);
-        let mut trainer = FusedTrainer::new(&net, None, HYPER).unwrap();
+        let hyper = FusedHyper {
+            optimizer: FusedOptimizer::from_config(optimizer).unwrap(),
+            margin: 1.0,
+        };
+        let mut trainer = FusedTrainer::new(&net, None, hyper).unwrap();
         let (net, h) =
             train::fit_fused(net, &mut trainer, &LossConfig::default(), pairs, o).unwrap();
         (weights(&net), h)
@@ -947,6 +1132,98 @@ mod tests {
                 assert_eq!(acc(&got_h), acc(&want_h), "{what}: accuracy");
             }
         }
+    }
+
+    /// Every fused optimizer update equals burn's optimizer (the crate's own Keras RMSprop,
+    /// burn's Adam and SGD) on the same gradients, over two steps.
+    #[test]
+    fn fused_optimizers_match_burn_optimizers() {
+        use crate::optim::tests::{G1, G2, W0, run};
+        for config in [
+            OptimizerConfig::rmsprop(),
+            OptimizerConfig::adam(),
+            OptimizerConfig::sgd(0.1, 0.0),
+            OptimizerConfig::sgd(0.1, 0.9),
+            OptimizerConfig::Sgd {
+                lr: 0.1,
+                momentum: 0.9,
+                nesterov: true,
+            },
+        ] {
+            let optimizer = FusedOptimizer::from_config(&config).unwrap();
+            let (mut w, mut first, mut second) = (W0, [0.0; 5], [0.0; 5]);
+            for (t, g) in [G1, G2].iter().enumerate() {
+                optimizer.update(&mut w, &mut first, &mut second, g, t as i32 + 1);
+            }
+            assert_close(
+                &w,
+                &run(&config, &W0, &[&G1, &G2]),
+                1e-6,
+                &format!("{config:?}"),
+            );
+        }
+    }
+
+    /// Whole training runs with SGD (plain, momentum, Nesterov) match burn step for step.
+    /// Adam is checked on its losses only: it turns any gradient above ~1e-8 into a step of
+    /// about lr, so a parameter whose gradient is exactly 0 on one path and rounding noise on
+    /// the other (a first-layer bias of a linear Siamese network, whose branches cancel; a
+    /// ReLU unit sitting at 0) moves by a fraction of lr on one path only.
+    #[test]
+    fn fused_adam_and_sgd_training_match_burn() {
+        let (a, b, y) = data(30, 10, 6);
+        let pairs = PairData::Dense(PairsRef {
+            a: &a,
+            b: &b,
+            labels: &y,
+        });
+        let config = mlp_config(10, &[16, 8], Activation::Relu, true, 0.0);
+        for optimizer in [
+            OptimizerConfig::sgd(0.05, 0.0),
+            OptimizerConfig::sgd(0.05, 0.9),
+            OptimizerConfig::Sgd {
+                lr: 0.05,
+                momentum: 0.9,
+                nesterov: true,
+            },
+            OptimizerConfig::adam(),
+        ] {
+            let (want_w, want_h) = burn_fit_with(&optimizer, &config, pairs, &options(5, 7));
+            let (got_w, got_h) = fused_fit_with(&optimizer, &config, pairs, &options(5, 7));
+            let what = format!("{optimizer:?}");
+            if matches!(optimizer, OptimizerConfig::Adam { .. }) {
+                assert_close(&got_h.loss(), &want_h.loss(), 1e-3, &what);
+            } else {
+                assert_same_training((&got_w, &got_h), (&want_w, &want_h), &what);
+            }
+        }
+        // Two `fit` calls of 2 and 3 epochs through the model equal one of 5 (same seed
+        // streams aside): the optimizer state, Adam's step count included, carries over.
+        let mut whole = crate::config::ModelConfig::reference(10);
+        whole.network = config.clone();
+        whole.optimizer = OptimizerConfig::adam();
+        let run = |splits: &[usize]| {
+            let mut model = crate::model::Siamese::new(whole.clone(), &Device::flex()).unwrap();
+            let o = FitOptions {
+                shuffle: false,
+                ..options(1, 7)
+            };
+            for &epochs in splits {
+                model
+                    .fit(
+                        &a,
+                        &b,
+                        &y,
+                        &FitOptions {
+                            epochs,
+                            ..o.clone()
+                        },
+                    )
+                    .unwrap();
+            }
+            model.predict(&a, &b).unwrap()
+        };
+        assert_eq!(run(&[2, 3]), run(&[5]));
     }
 
     /// Augmented batches and index pairs go through the same gathering and random streams as
@@ -1100,13 +1377,13 @@ mod tests {
     /// Flushing subnormal averages leaves every weight exactly where Keras's formula puts it.
     #[test]
     fn rmsprop_flush_moves_weights_exactly_as_the_plain_formula() {
-        let h = HYPER;
+        let (lr, rho, epsilon) = (0.001f32, 0.9f32, 1e-7f32);
         for v0 in [0.0, 1e-39, 1e-37, 3e-30, 1e-12, 1e-3] {
             for g in [0.0, 1e-21, -1e-20, 3e-19, 1e-5, -0.1] {
                 let (mut w, mut v) = ([0.25f32, 0.0], [v0, v0]);
-                rmsprop(&mut w, &mut v, &[g, g], h);
-                let plain_v = v0 * h.rho + g * g * (1.0 - h.rho);
-                let plain = |w: f32| w - g / (plain_v + h.epsilon).sqrt() * h.lr;
+                rmsprop(&mut w, &mut v, &[g, g], lr, rho, epsilon);
+                let plain_v = v0 * rho + g * g * (1.0 - rho);
+                let plain = |w: f32| w - g / (plain_v + epsilon).sqrt() * lr;
                 assert_eq!(w, [plain(0.25), plain(0.0)], "v = {v0}, g = {g}");
                 assert!(v[0] == 0.0 || v[0].is_normal(), "v = {}", v[0]);
                 assert!((v[0] - plain_v).abs() < f32::MIN_POSITIVE, "v = {}", v[0]);

@@ -24,10 +24,9 @@ use burn::tensor::Device;
 use crate::config::ModelConfig;
 use crate::data::{Matrix, check_pair_shapes, to_tensor};
 use crate::error::{Result, SiameseError};
-use crate::fused::{self, FusedHyper, FusedMlp, FusedTrainer, RmsState};
+use crate::fused::{self, FusedHyper, FusedMlp, FusedOptimizer, FusedTrainer, OptimizerState};
 use crate::io::{self, Extra};
 use crate::loss::LossKind;
-use crate::optim::OptimizerConfig;
 use crate::siamese::SiameseNetwork;
 use crate::train::{self, Evaluation, FitOptions, History, PairData, PairsRef};
 
@@ -36,8 +35,8 @@ pub struct Siamese {
     config: ModelConfig,
     network: SiameseNetwork,
     optimizer: ModuleOptimizer,
-    /// RMSprop state of the fused MLP path (see [`crate::fused`]), kept between `fit` calls.
-    fused_state: Option<RmsState>,
+    /// Optimizer state of the fused MLP path (see [`crate::fused`]), kept between `fit` calls.
+    fused_state: Option<OptimizerState>,
     device: Device,
     extra: Extra,
 }
@@ -124,9 +123,9 @@ impl Siamese {
     /// Mirrors Keras's `model.fit([a, b], labels, epochs, batch_size, validation_split | data)`.
     /// Returns the per-epoch history. Shapes, labels and finiteness are checked first.
     ///
-    /// An MLP model with the Euclidean distance, the contrastive loss and RMSprop (the
-    /// reference) trains on the fused CPU path of [`crate::fused`] when its device is flex:
-    /// the same steps as burn's graph to float rounding, several times faster.
+    /// An MLP model with the Euclidean distance and the contrastive loss (the reference, with
+    /// any optimizer) trains on the fused CPU path of [`crate::fused`] when its device is
+    /// flex: the same steps as burn's graph to float rounding, several times faster.
     pub fn fit(
         &mut self,
         a: &Matrix,
@@ -166,21 +165,14 @@ impl Siamese {
     }
 
     /// The fused CPU trainer (see [`crate::fused`]) when it computes this model exactly: an
-    /// MLP encoder (ReLU or linear) with the Euclidean distance, the contrastive loss and
-    /// RMSprop, on the flex device, unless `SIAMESE_FUSED=0`.
+    /// MLP encoder (ReLU or linear) with the Euclidean distance and the contrastive loss, on
+    /// the flex device, unless `SIAMESE_FUSED=0`.
     fn fused_trainer(&mut self) -> Option<FusedTrainer> {
-        let OptimizerConfig::Rmsprop { lr, rho, epsilon } = self.config.optimizer else {
-            return None;
-        };
-        // ε ≥ 1e-30 keeps the fused RMSprop's flush of subnormal averages exact (see
-        // `fused::rmsprop`).
-        if !fused::enabled() || self.config.loss.kind != LossKind::Contrastive || epsilon < 1e-30 {
+        if !fused::enabled() || self.config.loss.kind != LossKind::Contrastive {
             return None;
         }
         let hyper = FusedHyper {
-            lr: lr as f32,
-            rho,
-            epsilon,
+            optimizer: FusedOptimizer::from_config(&self.config.optimizer)?,
             margin: self.config.loss.margin,
         };
         FusedTrainer::new(&self.network, self.fused_state.take(), hyper)

@@ -260,7 +260,7 @@ impl OptimizerConfig {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use burn::module::{Module, Param};
     use burn::optim::GradientsParams;
@@ -272,7 +272,7 @@ mod tests {
     }
 
     /// Runs `steps` of `optim` on `w0` with the given gradients, as a module parameter.
-    fn run(config: &OptimizerConfig, w0: &[f32], grads: &[&[f32]]) -> Vec<f32> {
+    pub(crate) fn run(config: &OptimizerConfig, w0: &[f32], grads: &[&[f32]]) -> Vec<f32> {
         let device = Device::flex().autodiff();
         let mut optim = config.init().unwrap();
         let mut module = Weights {
@@ -289,9 +289,9 @@ mod tests {
         module.w.val().into_data().try_to_vec::<f32>().unwrap()
     }
 
-    const W0: [f32; 5] = [0.5, -0.25, 1.0, 0.0, 2.0];
-    const G1: [f32; 5] = [0.1, -0.2, 0.001, 3.0, -1e-4];
-    const G2: [f32; 5] = [-0.05, 0.4, 0.002, 1.0, 5e-4];
+    pub(crate) const W0: [f32; 5] = [0.5, -0.25, 1.0, 0.0, 2.0];
+    pub(crate) const G1: [f32; 5] = [0.1, -0.2, 0.001, 3.0, -1e-4];
+    pub(crate) const G2: [f32; 5] = [-0.05, 0.4, 0.002, 1.0, 5e-4];
 
     fn assert_close(got: &[f32], want: &[f32], tol: f32) {
         for (i, (g, w)) in got.iter().zip(want).enumerate() {
