@@ -1012,14 +1012,6 @@ mod tests {
     }
 
     fn burn_fit(
-        config: &SiameseConfig,
-        pairs: PairData<'_>,
-        o: &FitOptions,
-    ) -> (Vec<f32>, History) {
-        burn_fit_with(&OptimizerConfig::rmsprop(), config, pairs, o)
-    }
-
-    fn burn_fit_with(
         optimizer: &OptimizerConfig,
         config: &SiameseConfig,
         pairs: PairData<'_>,
@@ -1040,14 +1032,6 @@ mod tests {
     }
 
     fn fused_fit(
-        config: &SiameseConfig,
-        pairs: PairData<'_>,
-        o: &FitOptions,
-    ) -> (Vec<f32>, History) {
-        fused_fit_with(&OptimizerConfig::rmsprop(), config, pairs, o)
-    }
-
-    fn fused_fit_with(
         optimizer: &OptimizerConfig,
         config: &SiameseConfig,
         pairs: PairData<'_>,
@@ -1119,13 +1103,16 @@ mod tests {
             mlp_config(12, &[16, 16, 8], Activation::Relu, true, 0.25),
         ];
         for (c, config) in configs.iter().enumerate() {
-            let (want_w, want_h) = burn_fit(config, pairs, &options(4, 7));
+            let (want_w, want_h) =
+                burn_fit(&OptimizerConfig::rmsprop(), config, pairs, &options(4, 7));
             for threads in [1, 3] {
                 let pool = rayon::ThreadPoolBuilder::new()
                     .num_threads(threads)
                     .build()
                     .unwrap();
-                let (got_w, got_h) = pool.install(|| fused_fit(config, pairs, &options(4, 7)));
+                let (got_w, got_h) = pool.install(|| {
+                    fused_fit(&OptimizerConfig::rmsprop(), config, pairs, &options(4, 7))
+                });
                 let what = format!("config {c}, {threads} threads");
                 assert_same_training((&got_w, &got_h), (&want_w, &want_h), &what);
                 let acc = |h: &History| h.epochs.iter().map(|e| e.accuracy).collect::<Vec<_>>();
@@ -1188,8 +1175,8 @@ mod tests {
             },
             OptimizerConfig::adam(),
         ] {
-            let (want_w, want_h) = burn_fit_with(&optimizer, &config, pairs, &options(5, 7));
-            let (got_w, got_h) = fused_fit_with(&optimizer, &config, pairs, &options(5, 7));
+            let (want_w, want_h) = burn_fit(&optimizer, &config, pairs, &options(5, 7));
+            let (got_w, got_h) = fused_fit(&optimizer, &config, pairs, &options(5, 7));
             let what = format!("{optimizer:?}");
             if matches!(optimizer, OptimizerConfig::Adam { .. }) {
                 assert_close(&got_h.loss(), &want_h.loss(), 1e-3, &what);
@@ -1261,8 +1248,8 @@ mod tests {
         };
         let config = mlp_config(16, &[16, 8], Activation::Relu, true, 0.0);
         for o in [options(3, 8), augmented] {
-            let (want_w, want_h) = burn_fit(&config, indexed, &o);
-            let (got_w, got_h) = fused_fit(&config, indexed, &o);
+            let (want_w, want_h) = burn_fit(&OptimizerConfig::rmsprop(), &config, indexed, &o);
+            let (got_w, got_h) = fused_fit(&OptimizerConfig::rmsprop(), &config, indexed, &o);
             let what = format!("augment: {}", o.augment.is_some());
             assert_same_training((&got_w, &got_h), (&want_w, &want_h), &what);
         }
