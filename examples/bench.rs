@@ -1,4 +1,5 @@
-//! Throughput of the reference model: training and predict pairs/s. `fit` (shuffling,
+//! Throughput of the reference model: training and predict pairs/s, and the latency of a
+//! single-pair `predict` call. `fit` (shuffling,
 //! batching, metrics, history; the fused MLP path of `src/fused.rs` for this model) is set
 //! against a bare loop of burn autodiff steps over ready-made batches, the path the fused one
 //! replaces.
@@ -82,6 +83,20 @@ fn predict_rate(dim: usize, n: usize, reps: usize) -> f64 {
     (n * reps) as f64 / t.elapsed().as_secs_f64()
 }
 
+/// Mean seconds of one `predict` call on a single pair (the latency a service sees).
+fn single_pair_latency(dim: usize, calls: usize) -> f64 {
+    let (a, b, _) = random_pairs(1, dim, 3);
+    let model = Siamese::reference(dim, 0).unwrap();
+    for _ in 0..100 {
+        model.predict(&a, &b).unwrap();
+    }
+    let t = Instant::now();
+    for _ in 0..calls {
+        model.predict(&a, &b).unwrap();
+    }
+    t.elapsed().as_secs_f64() / calls as f64
+}
+
 fn main() {
     siamese::device::tune_host_allocator();
     let quick = std::env::args().any(|a| a == "--quick");
@@ -114,5 +129,13 @@ fn main() {
             .map(|_| predict_rate(dim, 8192, if quick { 2 } else { 5 }))
             .collect();
         println!("predict dim {dim} batch 1024: {:.0} pairs/s", median(rates));
+    }
+    for dim in [100, 784] {
+        let calls = if quick { 500 } else { 5000 };
+        let seconds: Vec<f64> = (0..reps).map(|_| single_pair_latency(dim, calls)).collect();
+        println!(
+            "predict dim {dim}, one pair per call: {:.1} µs per call",
+            median(seconds) * 1e6
+        );
     }
 }

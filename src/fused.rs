@@ -404,13 +404,17 @@ impl FusedMlp {
         let (n, dim, emb) = (x.rows(), self.input_dim(), self.output_dim());
         let block = block_rows(n);
         let mut out = vec![0.0f32; n * emb];
-        out.par_chunks_mut(block * emb)
-            .enumerate()
-            .for_each(|(i, out)| {
-                let rows = out.len() / emb;
-                let x = &x.as_slice()[i * block * dim..(i * block + rows) * dim];
-                self.with_scratch(rows, 0, |s0, s1, _| self.embed_block(x, rows, s0, s1, out));
-            });
+        let embed = |(i, out): (usize, &mut [f32])| {
+            let rows = out.len() / emb;
+            let x = &x.as_slice()[i * block * dim..(i * block + rows) * dim];
+            self.with_scratch(rows, 0, |s0, s1, _| self.embed_block(x, rows, s0, s1, out));
+        };
+        // One block runs on this thread: no hand-over to the pool for a single sample.
+        if n <= block {
+            embed((0, &mut out[..]));
+        } else {
+            out.par_chunks_mut(block * emb).enumerate().for_each(embed);
+        }
         Matrix::new(n, emb, out).expect("the embedding buffer has n × output_dim values")
     }
 
@@ -429,24 +433,40 @@ impl FusedMlp {
         }
         let block = block_rows(n);
         let mut out = vec![0.0f32; n];
-        let finite = out
-            .par_chunks_mut(block)
-            .enumerate()
-            .try_for_each(|(i, out)| {
-                let rows = out.len();
-                let range = i * block * dim..(i * block + rows) * dim;
-                let (xa, xb) = (&a.as_slice()[range.clone()], &b.as_slice()[range.clone()]);
-                if !(crate::simd::all_finite(xa) && crate::simd::all_finite(xb)) {
-                    return Err(range.start);
-                }
-                self.with_scratch(rows, 2 * rows * emb, |s0, s1, e| {
+        let score = |(i, out): (usize, &mut [f32])| {
+            let rows = out.len();
+            let range = i * block * dim..(i * block + rows) * dim;
+            let (xa, xb) = (&a.as_slice()[range.clone()], &b.as_slice()[range.clone()]);
+            if !(crate::simd::all_finite(xa) && crate::simd::all_finite(xb)) {
+                return Err(range.start);
+            }
+            // A few pairs are stacked `[a; b]` and embedded in one pass, so the weights are
+            // read once (a single pair's predict is a matrix-vector product, bound by reading
+            // them); larger blocks embed each side in place.
+            let stack = rows <= SMALL_BLOCK;
+            let extra = 2 * rows * emb + if stack { 2 * rows * dim } else { 0 };
+            self.with_scratch(2 * rows, extra, |s0, s1, e| {
+                let (e, x) = e.split_at_mut(2 * rows * emb);
+                if stack {
+                    x[..rows * dim].copy_from_slice(xa);
+                    x[rows * dim..].copy_from_slice(xb);
+                    self.embed_block(x, 2 * rows, s0, s1, e);
+                } else {
                     let (ea, eb) = e.split_at_mut(rows * emb);
                     self.embed_block(xa, rows, s0, s1, ea);
                     self.embed_block(xb, rows, s0, s1, eb);
-                    head.score_rows(ea, eb, emb, out);
-                });
-                Ok(())
+                }
+                let (ea, eb) = e.split_at_mut(rows * emb);
+                head.score_rows(ea, eb, emb, out);
             });
+            Ok(())
+        };
+        // One block runs on this thread: no hand-over to the pool for a few pairs.
+        let finite = if n <= block {
+            score((0, &mut out[..]))
+        } else {
+            out.par_chunks_mut(block).enumerate().try_for_each(score)
+        };
         match finite {
             Ok(()) => Ok(out),
             // Blocks run in any order: name the first bad value of the whole input.
@@ -460,6 +480,9 @@ impl FusedMlp {
         }
     }
 }
+
+/// Blocks of at most this many pairs are embedded as one stacked `[a; b]` pass.
+const SMALL_BLOCK: usize = 16;
 
 /// Rows per parallel block: enough blocks to keep every thread busy, at most 256 rows (the
 /// activations of a block stay in L2), at least 16.
@@ -1350,6 +1373,11 @@ mod tests {
             let mlp = FusedMlp::from_network(&net).unwrap();
             let head = HostHead::from_network(&net).unwrap();
             let got = mlp.pair_scores(&a, &b, &head).unwrap();
+            // A few pairs take the stacked `[a; b]` pass.
+            let few = mlp
+                .pair_scores(&a.slice_rows(0, 5), &b.slice_rows(0, 5), &head)
+                .unwrap();
+            assert_close(&few, &want[..5], 1e-5, "five pairs");
             assert_close(&got, &want, 1e-5, &format!("{distance:?} {head:?}"));
             let emb = mlp.embed(&a);
             let want_emb = net

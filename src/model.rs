@@ -16,6 +16,7 @@
 //! ```
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
@@ -24,7 +25,9 @@ use burn::tensor::Device;
 use crate::config::ModelConfig;
 use crate::data::{Matrix, check_pair_shapes, to_tensor};
 use crate::error::{Result, SiameseError};
-use crate::fused::{self, FusedHyper, FusedMlp, FusedOptimizer, FusedTrainer, OptimizerState};
+use crate::fused::{
+    self, FusedHyper, FusedMlp, FusedOptimizer, FusedTrainer, HostHead, OptimizerState,
+};
 use crate::io::{self, Extra};
 use crate::loss::LossKind;
 use crate::siamese::SiameseNetwork;
@@ -37,6 +40,9 @@ pub struct Siamese {
     optimizer: ModuleOptimizer,
     /// Optimizer state of the fused MLP path (see [`crate::fused`]), kept between `fit` calls.
     fused_state: Option<OptimizerState>,
+    /// The fused path's host copy of the weights for inference, made on first use after each
+    /// change of the network (copying them per call cost a single-pair `predict` ~200 µs).
+    fused_host: OnceLock<Option<(FusedMlp, HostHead)>>,
     device: Device,
     extra: Extra,
 }
@@ -62,6 +68,7 @@ impl Siamese {
             network,
             optimizer,
             fused_state: None,
+            fused_host: OnceLock::new(),
             device,
             extra: Extra::new(),
         })
@@ -96,6 +103,7 @@ impl Siamese {
     pub fn set_network(&mut self, network: SiameseNetwork) {
         self.network = network;
         self.fused_state = None;
+        self.fused_host = OnceLock::new();
     }
 
     /// The (autodiff) device the model trains on.
@@ -161,7 +169,22 @@ impl Siamese {
             )?,
         };
         self.network = network;
+        self.fused_host = OnceLock::new();
         Ok(history)
+    }
+
+    /// The fused path's host weights and head (see [`crate::fused`]), when it can run this
+    /// model's inference.
+    fn fused_host(&self) -> Option<&(FusedMlp, HostHead)> {
+        if !fused::enabled() {
+            return None;
+        }
+        self.fused_host
+            .get_or_init(|| {
+                let mlp = FusedMlp::from_network(&self.network)?;
+                Some((mlp, HostHead::from_network(&self.network)?))
+            })
+            .as_ref()
     }
 
     /// The fused CPU trainer (see [`crate::fused`]) when it computes this model exactly: an
@@ -185,9 +208,9 @@ impl Siamese {
         let data = PairData::Dense(PairsRef { a, b, labels: &[] });
         // The fused path checks each block for NaN and ±∞ as it reads it.
         if self.network.weighted_l1.is_none()
-            && let Some(d) = train::fused_scores(&self.network, data)
+            && let Some((mlp, head)) = self.fused_host()
         {
-            return d;
+            return train::fused_pair_scores(mlp, head, data);
         }
         a.check_finite("input a")?;
         b.check_finite("input b")?;
@@ -200,6 +223,11 @@ impl Siamese {
     /// Distances of any [`PairData`] (an indexed store is embedded once).
     pub fn predict_pairs(&self, data: PairData<'_>) -> Result<Vec<f32>> {
         data.check(self.input_dim())?;
+        if self.network.weighted_l1.is_none()
+            && let Some((mlp, head)) = self.fused_host()
+        {
+            return train::fused_pair_scores(mlp, head, data);
+        }
         train::distances(&self.network, data)
     }
 
@@ -213,9 +241,7 @@ impl Siamese {
             ));
         }
         x.check_finite("input")?;
-        if fused::enabled()
-            && let Some(mlp) = FusedMlp::from_network(&self.network)
-        {
+        if let Some((mlp, _)) = self.fused_host() {
             return Ok(mlp.embed(x));
         }
         let network = self.network.valid();
@@ -349,6 +375,7 @@ impl Siamese {
             network,
             optimizer,
             fused_state: None,
+            fused_host: OnceLock::new(),
             device,
             extra,
         })

@@ -440,8 +440,13 @@ pub fn fused_scores(network: &SiameseNetwork, data: PairData<'_>) -> Option<Resu
     }
     let mlp = FusedMlp::from_network(network)?;
     let head = HostHead::from_network(network)?;
-    Some(match data {
-        PairData::Dense(p) => mlp.pair_scores(p.a, p.b, &head),
+    Some(fused_pair_scores(&mlp, &head, data))
+}
+
+/// The head's scores of every pair from host weights (see [`crate::fused`]).
+pub fn fused_pair_scores(mlp: &FusedMlp, head: &HostHead, data: PairData<'_>) -> Result<Vec<f32>> {
+    match data {
+        PairData::Dense(p) => mlp.pair_scores(p.a, p.b, head),
         PairData::Indexed { samples, pairs } => {
             let emb = mlp.embed(samples);
             Ok(pairs
@@ -449,7 +454,7 @@ pub fn fused_scores(network: &SiameseNetwork, data: PairData<'_>) -> Option<Resu
                 .map(|p| head.score(emb.row(p.i), emb.row(p.j)))
                 .collect())
         }
-    })
+    }
 }
 
 /// Distances of every pair (`d < threshold` ⇒ similar), without gradients.
