@@ -205,30 +205,30 @@ impl Siamese {
     /// flattened).
     pub fn predict(&self, a: &Matrix, b: &Matrix) -> Result<Vec<f32>> {
         check_pair_shapes(a, b, None, self.input_dim())?;
-        let data = PairData::Dense(PairsRef { a, b, labels: &[] });
         // The fused path checks each block for NaN and ±∞ as it reads it.
-        if self.network.weighted_l1.is_none()
-            && let Some((mlp, head)) = self.fused_host()
-        {
-            return train::fused_pair_scores(mlp, head, data);
+        if self.fused_host().is_none() {
+            a.check_finite("input a")?;
+            b.check_finite("input b")?;
         }
-        a.check_finite("input a")?;
-        b.check_finite("input b")?;
-        train::distances(
-            &self.network,
-            PairData::Dense(PairsRef { a, b, labels: &[] }),
-        )
+        self.distances(PairData::Dense(PairsRef { a, b, labels: &[] }))
     }
 
     /// Distances of any [`PairData`] (an indexed store is embedded once).
     pub fn predict_pairs(&self, data: PairData<'_>) -> Result<Vec<f32>> {
         data.check(self.input_dim())?;
-        if self.network.weighted_l1.is_none()
-            && let Some((mlp, head)) = self.fused_host()
-        {
-            return train::fused_pair_scores(mlp, head, data);
+        self.distances(data)
+    }
+
+    /// Distances of checked pairs: from the cached host weights on the fused path, else
+    /// through burn.
+    fn distances(&self, data: PairData<'_>) -> Result<Vec<f32>> {
+        match self.fused_host() {
+            Some((mlp, head)) => {
+                let scores = train::fused_pair_scores(mlp, head, data)?;
+                train::distances_from_scores(&self.network, scores)
+            }
+            None => train::distances(&self.network, data),
         }
-        train::distances(&self.network, data)
     }
 
     /// Embeddings of the rows of `x`: `[n, input_dim] → [n, embedding_dim]`.

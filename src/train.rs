@@ -434,7 +434,7 @@ pub fn scores(network: &SiameseNetwork, data: PairData<'_>) -> Result<Tensor<2>>
 
 /// The head's scores computed by the fused MLP path, when it applies (see [`crate::fused`]).
 /// Dense inputs are checked for NaN and ±∞ block by block.
-pub fn fused_scores(network: &SiameseNetwork, data: PairData<'_>) -> Option<Result<Vec<f32>>> {
+fn fused_scores(network: &SiameseNetwork, data: PairData<'_>) -> Option<Result<Vec<f32>>> {
     if !fused::enabled() {
         return None;
     }
@@ -455,6 +455,18 @@ pub fn fused_pair_scores(mlp: &FusedMlp, head: &HostHead, data: PairData<'_>) ->
                 .collect())
         }
     }
+}
+
+/// Distances from host scores of the network's head: the scores themselves for a distance
+/// head, `σ(−z)` (burn's sigmoid) for the weighted-L1 head's logits.
+pub fn distances_from_scores(network: &SiameseNetwork, scores: Vec<f32>) -> Result<Vec<f32>> {
+    if network.weighted_l1.is_none() {
+        return Ok(scores);
+    }
+    let n = scores.len();
+    let device = network_device(&network.valid());
+    let s = Tensor::from_data(TensorData::new(scores, [n, 1]), &device);
+    read(network.distance_from_scores(s))
 }
 
 /// Distances of every pair (`d < threshold` ⇒ similar), without gradients.
