@@ -125,21 +125,16 @@ impl Matrix {
     pub fn check_finite(&self, what: &str) -> Result<()> {
         match crate::simd::first_non_finite(&self.data) {
             None => Ok(()),
-            Some(p) => Err(self.non_finite_error(what, p)),
+            Some(p) => Err(SiameseError::invalid(
+                what,
+                format!(
+                    "row {}, column {} is {}; inputs must be finite numbers",
+                    p / self.cols.max(1),
+                    p % self.cols.max(1),
+                    self.data[p]
+                ),
+            )),
         }
-    }
-
-    /// The error for the non-finite value at flat position `p`, naming `what`.
-    pub(crate) fn non_finite_error(&self, what: &str, p: usize) -> SiameseError {
-        SiameseError::invalid(
-            what,
-            format!(
-                "row {}, column {} is {}; inputs must be finite numbers",
-                p / self.cols.max(1),
-                p % self.cols.max(1),
-                self.data[p]
-            ),
-        )
     }
 }
 
