@@ -181,7 +181,7 @@ impl Siamese {
         }
         self.fused_host
             .get_or_init(|| {
-                let mlp = FusedMlp::from_network(&self.network)?;
+                let mlp = FusedMlp::for_inference(&self.network)?;
                 Some((mlp, HostHead::from_network(&self.network)?))
             })
             .as_ref()

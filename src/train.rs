@@ -438,7 +438,7 @@ fn fused_scores(network: &SiameseNetwork, data: PairData<'_>) -> Option<Result<V
     if !fused::enabled() {
         return None;
     }
-    let mlp = FusedMlp::from_network(network)?;
+    let mlp = FusedMlp::for_inference(network)?;
     let head = HostHead::from_network(network)?;
     Some(fused_pair_scores(&mlp, &head, data))
 }

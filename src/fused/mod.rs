@@ -23,6 +23,12 @@
 //! gradients are summed in the optimizer pass, so float rounding depends on the number of
 //! threads: a fixed `RAYON_NUM_THREADS` gives bit-identical runs.
 //!
+//! Inference (`predict`, `evaluate`, `embed`) runs on weights packed once per model for an
+//! AVX-512 kernel (`packed`), where the CPU has AVX-512, and through `gemm` otherwise. Inputs
+//! are checked for NaN and ±∞ without a pass of their own: such a value makes every
+//! first-layer pre-activation of its row non-finite, so only a block where that happens is
+//! scanned to name the bad value.
+//!
 //! The burn module stays the source of truth: weights are read from it when a `fit` or
 //! `predict` starts and written back (same parameter ids) after every epoch. The results
 //! match the burn path to float rounding (see the tests); set `SIAMESE_FUSED=0` to run
@@ -38,6 +44,9 @@ use crate::encoder::{Activation, Encoder, SeededDropout};
 use crate::error::{Result, SiameseError};
 use crate::siamese::SiameseNetwork;
 use crate::simd::multiversion;
+
+mod packed;
+use packed::PackedDense;
 
 /// Whether the fused path may be used: on unless `SIAMESE_FUSED` is `0`, `off` or `false`.
 pub fn enabled() -> bool {
@@ -62,6 +71,9 @@ pub struct FusedMlp {
     layers: Vec<Dense>,
     relu: bool,
     final_activation: bool,
+    /// The layers packed for inference ([`FusedMlp::for_inference`]), when the CPU has
+    /// AVX-512; never set on a trainer's copy, whose weights change every step.
+    packed: Option<Vec<PackedDense>>,
 }
 
 /// `dst[m×n] = lhs[m×k] · rhs[k×n]`, overwriting `dst` (row-major, row stride `n`); `lhs` and
@@ -302,7 +314,21 @@ impl FusedMlp {
             layers,
             relu,
             final_activation: mlp.final_activation(),
+            packed: None,
         })
+    }
+
+    /// [`FusedMlp::from_network`] with the layers also packed for the inference kernel (see
+    /// `packed`), which `embed` and `pair_scores` then use. The packed copy is not updated by
+    /// training: use this for weights that stay fixed.
+    pub fn for_inference(network: &SiameseNetwork) -> Option<Self> {
+        let mut mlp = Self::from_network(network)?;
+        mlp.packed = mlp
+            .layers
+            .iter()
+            .map(|d| PackedDense::new(&d.kernel, &d.bias, d.fan_in, d.fan_out))
+            .collect();
+        Some(mlp)
     }
 
     /// Writes the weights back into `network`'s encoder, keeping each parameter's id.
@@ -345,10 +371,16 @@ impl FusedMlp {
         self.relu && (l + 1 < self.layers.len() || self.final_activation)
     }
 
-    /// `out = act(x·W + b)` for one layer on `rows` rows, bias and activation in one pass.
-    fn dense_forward(&self, l: usize, x: &[f32], rows: usize, out: &mut [f32]) {
+    /// `out = act(x·W + b)` for one layer on `rows` rows, bias and activation in one pass;
+    /// returns whether every pre-activation `x·W` (+ `b`) was finite, which holds whenever the
+    /// input rows are finite and the products do not overflow (see `packed`: a non-finite
+    /// input value makes its whole row non-finite).
+    fn dense_forward(&self, l: usize, x: &[f32], rows: usize, out: &mut [f32]) -> bool {
         let d = &self.layers[l];
         let out = &mut out[..rows * d.fan_out];
+        if let Some(packed) = &self.packed {
+            return packed[l].forward(x, rows, out, self.activated(l));
+        }
         matmul(
             out,
             (rows, d.fan_out, d.fan_in),
@@ -357,21 +389,36 @@ impl FusedMlp {
             &d.kernel,
             (d.fan_out, 1),
         );
+        let finite = crate::simd::all_finite(out);
         bias_act(out, &d.bias, self.activated(l));
+        finite
     }
 
     /// Embeds `rows` rows of `x` into `out` (`[rows, output_dim]`), single-threaded, using two
-    /// scratch buffers of at least `rows × widest layer` values.
-    fn embed_block(&self, x: &[f32], rows: usize, s0: &mut [f32], s1: &mut [f32], out: &mut [f32]) {
+    /// scratch buffers of at least `rows × widest layer` values. Returns whether the first
+    /// layer's pre-activations were all finite: `false` whenever `x` holds a NaN or ±∞.
+    fn embed_block(
+        &self,
+        x: &[f32],
+        rows: usize,
+        s0: &mut [f32],
+        s1: &mut [f32],
+        out: &mut [f32],
+    ) -> bool {
         let last = self.layers.len() - 1;
+        let mut finite = true;
         for l in 0..=last {
             let (input, output): (&[f32], &mut [f32]) = match (l == 0, l % 2 == 0) {
                 (true, _) => (x, if last == 0 { &mut *out } else { &mut *s0 }),
                 (false, true) => (&*s1, if l == last { &mut *out } else { &mut *s0 }),
                 (false, false) => (&*s0, if l == last { &mut *out } else { &mut *s1 }),
             };
-            self.dense_forward(l, input, rows, output);
+            let layer_finite = self.dense_forward(l, input, rows, output);
+            if l == 0 {
+                finite = layer_finite;
+            }
         }
+        finite
     }
 
     /// Runs `f` with this thread's inference scratch: two buffers for `rows` rows of the
@@ -407,7 +454,9 @@ impl FusedMlp {
         let embed = |(i, out): (usize, &mut [f32])| {
             let rows = out.len() / emb;
             let x = &x.as_slice()[i * block * dim..(i * block + rows) * dim];
-            self.with_scratch(rows, 0, |s0, s1, _| self.embed_block(x, rows, s0, s1, out));
+            self.with_scratch(rows, 0, |s0, s1, _| {
+                self.embed_block(x, rows, s0, s1, out);
+            });
         };
         // One block runs on this thread: no hand-over to the pool for a single sample.
         if n <= block {
@@ -419,9 +468,12 @@ impl FusedMlp {
     }
 
     /// The head's score of each pair `(a[i], b[i])` (distances for a distance head, logits for
-    /// the weighted-L1 head), embedding and scoring block by block in parallel. Each block of
-    /// inputs is checked for NaN and ±∞ just before use, while it is in cache: an error names
-    /// `input a` or `input b` and the first bad row and column.
+    /// the weighted-L1 head), embedding and scoring block by block in parallel. Inputs are
+    /// checked for NaN and ±∞ without a pass of their own: such a value makes every
+    /// first-layer pre-activation of its row non-finite, and only a block where that happens
+    /// is scanned (it may also be overflow or non-finite weights, which are let through as
+    /// the burn path does). An error names `input a` or `input b` and the first bad row and
+    /// column.
     pub fn pair_scores(&self, a: &Matrix, b: &Matrix, head: &HostHead) -> Result<Vec<f32>> {
         let (n, dim, emb) = (a.rows(), self.input_dim(), self.output_dim());
         if a.shape() != [n, dim] || b.shape() != [n, dim] {
@@ -437,29 +489,31 @@ impl FusedMlp {
             let rows = out.len();
             let range = i * block * dim..(i * block + rows) * dim;
             let (xa, xb) = (&a.as_slice()[range.clone()], &b.as_slice()[range.clone()]);
-            if !(crate::simd::all_finite(xa) && crate::simd::all_finite(xb)) {
-                return Err(range.start);
-            }
             // A few pairs are stacked `[a; b]` and embedded in one pass, so the weights are
             // read once (a single pair's predict is a matrix-vector product, bound by reading
             // them); larger blocks embed each side in place.
             let stack = rows <= SMALL_BLOCK;
             let extra = 2 * rows * emb + if stack { 2 * rows * dim } else { 0 };
-            self.with_scratch(2 * rows, extra, |s0, s1, e| {
+            let finite = self.with_scratch(2 * rows, extra, |s0, s1, e| {
                 let (e, x) = e.split_at_mut(2 * rows * emb);
-                if stack {
+                let finite = if stack {
                     x[..rows * dim].copy_from_slice(xa);
                     x[rows * dim..].copy_from_slice(xb);
-                    self.embed_block(x, 2 * rows, s0, s1, e);
+                    self.embed_block(x, 2 * rows, s0, s1, e)
                 } else {
                     let (ea, eb) = e.split_at_mut(rows * emb);
-                    self.embed_block(xa, rows, s0, s1, ea);
-                    self.embed_block(xb, rows, s0, s1, eb);
-                }
+                    let fa = self.embed_block(xa, rows, s0, s1, ea);
+                    self.embed_block(xb, rows, s0, s1, eb) & fa
+                };
                 let (ea, eb) = e.split_at_mut(rows * emb);
                 head.score_rows(ea, eb, emb, out);
+                finite
             });
-            Ok(())
+            if finite || crate::simd::all_finite(xa) && crate::simd::all_finite(xb) {
+                Ok(())
+            } else {
+                Err(range.start)
+            }
         };
         // One block runs on this thread: no hand-over to the pool for a few pairs.
         let finite = if n <= block {
@@ -1370,22 +1424,25 @@ mod tests {
                 .into_data()
                 .try_to_vec::<f32>()
                 .unwrap();
-            let mlp = FusedMlp::from_network(&net).unwrap();
             let head = HostHead::from_network(&net).unwrap();
-            let got = mlp.pair_scores(&a, &b, &head).unwrap();
-            // A few pairs take the stacked `[a; b]` pass.
-            let few = mlp
-                .pair_scores(&a.slice_rows(0, 5), &b.slice_rows(0, 5), &head)
-                .unwrap();
-            assert_close(&few, &want[..5], 1e-5, "five pairs");
-            assert_close(&got, &want, 1e-5, &format!("{distance:?} {head:?}"));
-            let emb = mlp.embed(&a);
             let want_emb = net
                 .embed(crate::data::to_tensor(&a, &device))
                 .into_data()
                 .try_to_vec::<f32>()
                 .unwrap();
-            assert_close(emb.as_slice(), &want_emb, 1e-5, "embeddings");
+            // Through gemm (the trainer's copy) and through the packed inference kernel.
+            for mlp in [FusedMlp::from_network(&net), FusedMlp::for_inference(&net)] {
+                let mlp = mlp.unwrap();
+                let got = mlp.pair_scores(&a, &b, &head).unwrap();
+                // A few pairs take the stacked `[a; b]` pass.
+                let few = mlp
+                    .pair_scores(&a.slice_rows(0, 5), &b.slice_rows(0, 5), &head)
+                    .unwrap();
+                assert_close(&few, &want[..5], 1e-5, "five pairs");
+                assert_close(&got, &want, 1e-5, &format!("{distance:?} {head:?}"));
+                let emb = mlp.embed(&a);
+                assert_close(emb.as_slice(), &want_emb, 1e-5, "embeddings");
+            }
         }
     }
 
@@ -1436,6 +1493,69 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("training loss became NaN"), "{err}");
+    }
+
+    /// A NaN or ±∞ in an input is named (side, row, column) without a scan of its own, in
+    /// any block and in the stacked few-pair pass; non-finite weights are let through, as on
+    /// the burn path, and give NaN scores instead of an input error.
+    #[test]
+    fn non_finite_inputs_are_named_and_non_finite_weights_let_through() {
+        let (a, b, _) = data(700, 9, 5);
+        let config = mlp_config(9, &[12, 7], Activation::Relu, false, 0.0);
+        let net = network(&config).valid();
+        let head = HostHead::from_network(&net).unwrap();
+        for mlp in [FusedMlp::from_network(&net), FusedMlp::for_inference(&net)] {
+            let mlp = mlp.unwrap();
+            for (side, row, col, bad) in [
+                ("a", 0, 0, f32::NAN),
+                ("b", 650, 8, f32::INFINITY),
+                ("a", 300, 4, f32::NEG_INFINITY),
+                ("b", 2, 3, f32::NAN),
+            ] {
+                for pairs in [700, 3] {
+                    if row >= pairs {
+                        continue;
+                    }
+                    let (mut a, mut b) = (a.slice_rows(0, pairs), b.slice_rows(0, pairs));
+                    let m = if side == "a" { &mut a } else { &mut b };
+                    let mut values = m.as_slice().to_vec();
+                    values[row * 9 + col] = bad;
+                    *m = Matrix::new(pairs, 9, values).unwrap();
+                    let err = mlp.pair_scores(&a, &b, &head).unwrap_err().to_string();
+                    let want = format!("row {row}, column {col}");
+                    assert!(
+                        err.contains(&format!("input {side}")) && err.contains(&want),
+                        "{err}"
+                    );
+                }
+            }
+        }
+        let mut nan_net = net.clone();
+        if let Encoder::Mlp(mlp) = &mut nan_net.encoder {
+            let w = mlp.layers[1].weight.val();
+            let nan = Tensor::<2>::full(w.dims(), f32::NAN, &w.device());
+            mlp.layers[1].weight = Param::initialized(mlp.layers[1].weight.id, nan);
+        }
+        for mlp in [
+            FusedMlp::from_network(&nan_net),
+            FusedMlp::for_inference(&nan_net),
+        ] {
+            let scores = mlp.unwrap().pair_scores(&a, &b, &head).unwrap();
+            assert!(scores.iter().all(|s| s.is_nan()));
+        }
+        let mut nan_first = net.clone();
+        if let Encoder::Mlp(mlp) = &mut nan_first.encoder {
+            let w = mlp.layers[0].weight.val();
+            let nan = Tensor::<2>::full(w.dims(), f32::NAN, &w.device());
+            mlp.layers[0].weight = Param::initialized(mlp.layers[0].weight.id, nan);
+        }
+        for mlp in [
+            FusedMlp::from_network(&nan_first),
+            FusedMlp::for_inference(&nan_first),
+        ] {
+            let scores = mlp.unwrap().pair_scores(&a, &b, &head).unwrap();
+            assert!(scores.iter().all(|s| s.is_nan()));
+        }
     }
 
     #[test]
