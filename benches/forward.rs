@@ -1,5 +1,7 @@
 //! Criterion: the forward pass of the reference model (no gradients) at batch 1,024 — the
-//! bare network on ready-made tensors and `Siamese::predict` on host matrices.
+//! bare network on ready-made tensors, `Siamese::predict` on host matrices, and the fused
+//! path's pair scores through `gemm` (the trainer's copy of the weights) and through the
+//! packed AVX-512 inference kernel that `predict` uses.
 //!
 //! ```text
 //! cargo bench --bench forward
@@ -11,6 +13,7 @@ use std::time::Duration;
 use burn::module::Module;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use siamese::data::to_tensor;
+use siamese::fused::{FusedMlp, HostHead};
 use siamese::prelude::*;
 use siamese::synthetic::random_pairs;
 use siamese::train::network_device;
@@ -41,6 +44,17 @@ fn forward(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("predict", dim), &dim, |bench, _| {
             bench.iter(|| black_box(model.predict(&a, &b).unwrap()))
         });
+
+        let head = HostHead::from_network(&net).unwrap();
+        for (name, mlp) in [
+            ("fused_gemm", FusedMlp::from_network(&net)),
+            ("fused_packed", FusedMlp::for_inference(&net)),
+        ] {
+            let mlp = mlp.unwrap();
+            group.bench_with_input(BenchmarkId::new(name, dim), &dim, |bench, _| {
+                bench.iter(|| black_box(mlp.pair_scores(&a, &b, &head).unwrap()))
+            });
+        }
     }
     group.finish();
 }
