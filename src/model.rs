@@ -240,10 +240,10 @@ impl Siamese {
                 format!("{} features", x.cols()),
             ));
         }
-        x.check_finite("input")?;
         if let Some((mlp, _)) = self.fused_host() {
-            return Ok(mlp.embed(x));
+            return mlp.embed(x, "input");
         }
+        x.check_finite("input")?;
         let network = self.network.valid();
         let device = train::network_device(&network);
         let dim = self.config.network.encoder.output_dim();

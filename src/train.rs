@@ -448,7 +448,7 @@ pub fn fused_pair_scores(mlp: &FusedMlp, head: &HostHead, data: PairData<'_>) ->
     match data {
         PairData::Dense(p) => mlp.pair_scores(p.a, p.b, head),
         PairData::Indexed { samples, pairs } => {
-            let emb = mlp.embed(samples);
+            let emb = mlp.embed(samples, "samples")?;
             Ok(pairs
                 .par_iter()
                 .map(|p| head.score(emb.row(p.i), emb.row(p.j)))

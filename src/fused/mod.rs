@@ -447,24 +447,39 @@ impl FusedMlp {
     }
 
     /// Embeddings of every row of `x` (`[n, input_dim] → [n, output_dim]`), in parallel.
-    pub fn embed(&self, x: &Matrix) -> Matrix {
+    /// Inputs are checked as in [`FusedMlp::pair_scores`]: a NaN or ±∞ is an error naming
+    /// `what`, its row and its column.
+    pub fn embed(&self, x: &Matrix, what: &str) -> Result<Matrix> {
         let (n, dim, emb) = (x.rows(), self.input_dim(), self.output_dim());
+        if x.cols() != dim {
+            return Err(SiameseError::shape(
+                what,
+                format!("{dim} features per row"),
+                format!("{} features", x.cols()),
+            ));
+        }
         let block = block_rows(n);
         let mut out = vec![0.0f32; n * emb];
         let embed = |(i, out): (usize, &mut [f32])| {
             let rows = out.len() / emb;
             let x = &x.as_slice()[i * block * dim..(i * block + rows) * dim];
-            self.with_scratch(rows, 0, |s0, s1, _| {
-                self.embed_block(x, rows, s0, s1, out);
-            });
+            let finite =
+                self.with_scratch(rows, 0, |s0, s1, _| self.embed_block(x, rows, s0, s1, out));
+            finite || crate::simd::all_finite(x)
         };
         // One block runs on this thread: no hand-over to the pool for a single sample.
-        if n <= block {
-            embed((0, &mut out[..]));
+        let finite = if n <= block {
+            embed((0, &mut out[..]))
         } else {
-            out.par_chunks_mut(block * emb).enumerate().for_each(embed);
+            out.par_chunks_mut(block * emb)
+                .enumerate()
+                .map(embed)
+                .reduce(|| true, |a, b| a & b)
+        };
+        if !finite {
+            x.check_finite(what)?;
         }
-        Matrix::new(n, emb, out).expect("the embedding buffer has n × output_dim values")
+        Matrix::new(n, emb, out)
     }
 
     /// The head's score of each pair `(a[i], b[i])` (distances for a distance head, logits for
@@ -1440,7 +1455,7 @@ mod tests {
                     .unwrap();
                 assert_close(&few, &want[..5], 1e-5, "five pairs");
                 assert_close(&got, &want, 1e-5, &format!("{distance:?} {head:?}"));
-                let emb = mlp.embed(&a);
+                let emb = mlp.embed(&a, "input").unwrap();
                 assert_close(emb.as_slice(), &want_emb, 1e-5, "embeddings");
             }
         }
@@ -1496,8 +1511,9 @@ mod tests {
     }
 
     /// A NaN or ±∞ in an input is named (side, row, column) without a scan of its own, in
-    /// any block and in the stacked few-pair pass; non-finite weights are let through, as on
-    /// the burn path, and give NaN scores instead of an input error.
+    /// any block and in the stacked few-pair pass, by `pair_scores` and by `embed`;
+    /// non-finite weights are let through, as on the burn path, and give NaN scores instead
+    /// of an input error.
     #[test]
     fn non_finite_inputs_are_named_and_non_finite_weights_let_through() {
         let (a, b, _) = data(700, 9, 5);
@@ -1553,8 +1569,11 @@ mod tests {
             FusedMlp::from_network(&nan_first),
             FusedMlp::for_inference(&nan_first),
         ] {
-            let scores = mlp.unwrap().pair_scores(&a, &b, &head).unwrap();
+            let mlp = mlp.unwrap();
+            let scores = mlp.pair_scores(&a, &b, &head).unwrap();
             assert!(scores.iter().all(|s| s.is_nan()));
+            let emb = mlp.embed(&a, "samples").unwrap();
+            assert!(emb.as_slice().iter().all(|v| v.is_nan()));
         }
     }
 
