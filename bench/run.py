@@ -3,7 +3,7 @@
 
 Standard library only. It builds nothing; build first, from the repository root:
 
-    cargo build --release --bin siamese --example peer_bench --example seed
+    cargo build --release --bin siamese --example peer_bench --example seed --example fma_peak
 
 and install the peers (bench/README.md):
 
@@ -41,6 +41,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEERS = os.path.join(ROOT, "bench", "peers")
 PEER_BENCH = os.path.join(ROOT, "target", "release", "examples", "peer_bench")
+FMA_PEAK = os.path.join(ROOT, "target", "release", "examples", "fma_peak")
 SEED_BIN = os.path.join(ROOT, "target", "release", "examples", "seed")
 SIAMESE_BIN = os.path.join(ROOT, "target", "release", "siamese")
 # "burn" is ours with the fused MLP path off (peer_bench --burn): the before/after of src/fused.rs.
@@ -263,16 +264,58 @@ def section_train(args, env, sizes, raw):
     )
 
 
+def predict_flop_per_pair(dim):
+    """FLOP of one reference-model pair: two inputs through 784|100→128→128→128."""
+    return 2 * 2 * (dim * 128 + 128 * 128 + 128 * 128)
+
+
+def fma_peak(args, env):
+    """Median f32 FMA peak in GFLOP/s on --threads threads (examples/fma_peak.rs), or None."""
+    if not os.path.exists(FMA_PEAK):
+        log(f"  {FMA_PEAK} not built: no FMA peak")
+        return None
+    values = []
+    for rep in range(3):
+        r = run_child([FMA_PEAK, str(args.threads)], env, args.timeout)
+        g = (r["json"] or {}).get("gflops")
+        log(f"  fma peak [{rep + 1}/3] {g} GFLOP/s")
+        values.append(g)
+    return med(values)
+
+
 def section_predict(args, env, sizes, raw):
     rows = [
         throughput_row(args, env, raw, "predict", dim, 1024, sizes["predict_pairs"],
                        sizes["predict_passes"], PREDICT_TARGET)
         for dim in (100, 784)
     ]  # fmt: skip
+    log("fma peak")
+    peak = fma_peak(args, env)
+    raw["fma peak GFLOP/s"] = peak
+    lines = []
+    for dim in (100, 784):
+        res = raw[f"predict dim {dim} batch 1024"]
+        parts = []
+        for impl in args.impls:
+            rate = med_rate(res.get(impl, []))
+            if rate is None:
+                continue
+            gflops = rate * predict_flop_per_pair(dim) / 1e9
+            share = f" ({gflops / peak:.0%} of peak)" if peak else ""
+            parts.append(f"{impl} {gflops:,.0f}{share}")
+        lines.append(f"- dim {dim}: " + ", ".join(parts))
+    roofline = (
+        f"\n\nGFLOP/s ({predict_flop_per_pair(100):,} FLOP per pair at dim 100, "
+        f"{predict_flop_per_pair(784):,} at dim 784) against the f32 FMA peak measured in "
+        f"the same run on {args.threads} threads (examples/fma_peak.rs): "
+        + (f"**{peak:,.0f} GFLOP/s**" if peak else "not measured")
+        + "\n\n" + "\n".join(lines)
+    )
     return (
         f"### Predict throughput (pairs/s; {sizes['predict_pairs']} pairs, "
         f"{sizes['predict_passes']} timed pass(es) after 1 warm-up)\n\n"
         + table(THROUGHPUT_COLUMNS, rows)
+        + roofline
     )
 
 
@@ -566,7 +609,7 @@ def main():
     if missing:
         sys.exit(
             "error: missing " + ", ".join(os.path.relpath(m, ROOT) for m in missing)
-            + "\nbuild first: cargo build --release --bin siamese --example peer_bench --example seed"
+            + "\nbuild first: cargo build --release --bin siamese --example peer_bench --example seed --example fma_peak"
         )
 
     sizes = (
