@@ -44,7 +44,7 @@ PEER_BENCH = os.path.join(ROOT, "target", "release", "examples", "peer_bench")
 FMA_PEAK = os.path.join(ROOT, "target", "release", "examples", "fma_peak")
 SEED_BIN = os.path.join(ROOT, "target", "release", "examples", "seed")
 SIAMESE_BIN = os.path.join(ROOT, "target", "release", "siamese")
-# "burn" is ours with the fused MLP path off (peer_bench --burn): the before/after of src/fused.rs.
+# "burn" is ours with the fused MLP path off (peer_bench --burn): the before/after of src/fused/.
 IMPLS = ("siamese", "burn", "torch", "keras")
 
 # ours / torch at least this much (training by batch size; predict at batch 1024).
@@ -269,18 +269,18 @@ def predict_flop_per_pair(dim):
     return 2 * 2 * (dim * 128 + 128 * 128 + 128 * 128)
 
 
-def fma_peak(args, env):
+def fma_peak(args, env, raw):
     """Median f32 FMA peak in GFLOP/s on --threads threads (examples/fma_peak.rs), or None."""
     if not os.path.exists(FMA_PEAK):
         log(f"  {FMA_PEAK} not built: no FMA peak")
         return None
-    values = []
+    runs = []
     for rep in range(3):
         r = run_child([FMA_PEAK, str(args.threads)], env, args.timeout)
-        g = (r["json"] or {}).get("gflops")
-        log(f"  fma peak [{rep + 1}/3] {g} GFLOP/s")
-        values.append(g)
-    return med(values)
+        log(f"  fma peak [{rep + 1}/3] {(r['json'] or {}).get('gflops')} GFLOP/s")
+        runs.append(r)
+    raw["fma peak"] = {"fma_peak": runs}
+    return med([(r["json"] or {}).get("gflops") for r in ok(runs)])
 
 
 def section_predict(args, env, sizes, raw):
@@ -290,8 +290,7 @@ def section_predict(args, env, sizes, raw):
         for dim in (100, 784)
     ]  # fmt: skip
     log("fma peak")
-    peak = fma_peak(args, env)
-    raw["fma peak GFLOP/s"] = peak
+    peak = fma_peak(args, env, raw)
     lines = []
     for dim in (100, 784):
         res = raw[f"predict dim {dim} batch 1024"]

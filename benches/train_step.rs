@@ -48,7 +48,7 @@ fn train_step(c: &mut Criterion) {
         })
     });
 
-    // The fused step (src/fused.rs) on the same batch: what `fit` runs for this model.
+    // The fused step (src/fused/) on the same batch: what `fit` runs for this model.
     let mut trainer = siamese::fused::FusedTrainer::new(
         &config.network.init(&device, 0).unwrap(),
         None,

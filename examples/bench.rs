@@ -1,6 +1,6 @@
 //! Throughput of the reference model: training and predict pairs/s, and the latency of a
 //! single-pair `predict` call. `fit` (shuffling,
-//! batching, metrics, history; the fused MLP path of `src/fused.rs` for this model) is set
+//! batching, metrics, history; the fused MLP path of `src/fused/` for this model) is set
 //! against a bare loop of burn autodiff steps over ready-made batches, the path the fused one
 //! replaces.
 //!

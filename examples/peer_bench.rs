@@ -18,7 +18,7 @@
 //! Prints one JSON line:
 //! `{"impl":"siamese","mode":..,"dim":..,"batch":..,"pairs_per_s":..,"seconds":..,...}`.
 //! Threads: `--threads N`, else `RAYON_NUM_THREADS`, else every core. `--burn` runs the
-//! model through burn's autodiff graph instead of the fused MLP path (`src/fused.rs`).
+//! model through burn's autodiff graph instead of the fused MLP path (`src/fused/`).
 
 use std::time::Instant;
 
