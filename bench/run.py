@@ -127,9 +127,9 @@ class Busy:
 # --------------------------------------------------------------------------- commands
 
 
-def bench_cmd(impl, python, mode, dim, batch, pairs, epochs, threads):
+def bench_cmd(impl, python, mode, dim, batch, pairs, epochs, threads, model="mlp"):
     flags = [
-        "--mode", mode, "--dim", str(dim), "--batch", str(batch),
+        "--mode", mode, "--model", model, "--dim", str(dim), "--batch", str(batch),
         "--pairs", str(pairs), "--epochs", str(epochs), "--threads", str(threads),
     ]  # fmt: skip
     if impl == "siamese":
@@ -229,24 +229,29 @@ THROUGHPUT_COLUMNS = ["dim", "batch", "siamese", "burn path", "torch", "keras", 
                       "peak RSS MB (s / b / t / k)"]  # fmt: skip
 
 
-def throughput_row(args, env, raw, mode, dim, batch, pairs, passes, target):
-    """Measures one dim × batch configuration of `mode` and returns its table row."""
-    label = f"{mode} dim {dim} batch {batch}"
+def throughput_row(args, env, raw, mode, dim, batch, pairs, passes, target, model="mlp"):
+    """Measures one dim × batch configuration of `mode` and returns its table row. A conv
+    row has no target and no burn-path column (conv encoders always run through burn)."""
+    label = f"{mode} dim {dim} batch {batch}" + (f" {model}" if model != "mlp" else "")
     log(label)
+    impls = [i for i in args.impls if model == "mlp" or i != "burn"]
     res = measure(
-        label, args.impls,
-        lambda i: bench_cmd(i, args.python, mode, dim, batch, pairs, passes, args.threads),
+        label, impls,
+        lambda i: bench_cmd(i, args.python, mode, dim, batch, pairs, passes, args.threads, model),
         args, env,
     )  # fmt: skip
     raw[label] = res
     rate = {i: med_rate(res.get(i, [])) for i in IMPLS}
     rss = {i: med_rss(res.get(i, [])) for i in IMPLS}
+    cell = lambda i, v: "–" if i == "burn" and model != "mlp" else show(args, i, v)  # noqa: E731
     return [
         dim, batch,
-        *(show(args, i, rate[i]) for i in IMPLS),
+        *(cell(i, rate[i]) for i in IMPLS),
         fmt_ratio(rate["siamese"], rate["torch"]), fmt_ratio(rate["siamese"], rate["keras"]),
-        fmt_ratio(rate["siamese"], rate["burn"]), f"≥ {target}× torch", verdict(ratio(rate["siamese"], rate["torch"]), target),
-        " / ".join(show(args, i, rss[i]) for i in IMPLS),
+        fmt_ratio(rate["siamese"], rate["burn"]),
+        f"≥ {target}× torch" if target else "–",
+        verdict(ratio(rate["siamese"], rate["torch"]), target) if target else "–",
+        " / ".join(cell(i, rss[i]) for i in IMPLS),
     ]  # fmt: skip
 
 
@@ -318,6 +323,27 @@ def section_predict(args, env, sizes, raw):
     )
 
 
+def section_conv(args, env, sizes, raw):
+    dim = 46 * 56
+    rows = [
+        throughput_row(args, env, raw, "train", dim, 128, sizes["conv_train_pairs"],
+                       sizes["conv_train_epochs"], None, model="conv"),
+        throughput_row(args, env, raw, "predict", dim, 256, sizes["conv_predict_pairs"],
+                       sizes["conv_predict_passes"], None, model="conv"),
+    ]  # fmt: skip
+    rows = [[mode] + row for mode, row in zip(("train", "predict"), rows)]
+    return (
+        "### Conv preset `faces` (46×56 grey images, 2,576 features; conv 16@5 → pool → "
+        "conv 32@3 → pool → conv 64@3 → pool → dropout 0.2 → dense 128; Euclidean, "
+        f"contrastive, RMSprop; train {sizes['conv_train_pairs']} pairs × "
+        f"{sizes['conv_train_epochs']} timed epoch(s) at batch 128, predict "
+        f"{sizes['conv_predict_pairs']} pairs × {sizes['conv_predict_passes']} pass(es) in "
+        "chunks of 256, after 1 warm-up; no target in issue 7; conv encoders run through "
+        "burn, so there is no separate burn-path column)\n\n"
+        + table(["mode"] + THROUGHPUT_COLUMNS, rows)
+    )
+
+
 def section_startup(args, env, sizes, raw):
     label = "startup dim 784"
     log(label)
@@ -384,7 +410,7 @@ def section_mnist(args, env, sizes, raw):
         )
     work = tempfile.mkdtemp(prefix="siamese-bench-")
     epochs = sizes["mnist_epochs"]
-    impls = [i for i in ("siamese", "torch") if i in args.impls]
+    impls = [i for i in ("siamese", "torch", "keras") if i in args.impls]
     out_dir = os.path.join(work, "mnist")
 
     def make(impl):
@@ -392,7 +418,7 @@ def section_mnist(args, env, sizes, raw):
             cmd = [SIAMESE_BIN, "train", "--config", os.path.join(ROOT, "configs", "mnist.toml"),
                    "--output", out_dir, "--quiet"]  # fmt: skip
         else:
-            cmd = [args.python, os.path.join(PEERS, "torch_mnist.py"),
+            cmd = [args.python, os.path.join(PEERS, f"{impl}_mnist.py"),
                    "--threads", str(args.threads)]  # fmt: skip
         if epochs is not None:
             cmd += ["--epochs", str(epochs)]
@@ -422,7 +448,7 @@ def section_mnist(args, env, sizes, raw):
                         r["test_pairs"] = find_key(report, "pairs")
                     except (OSError, json.JSONDecodeError):
                         pass
-            elif impl == "torch" and r["rc"] == 0 and r["json"]:
+            elif r["rc"] == 0 and r["json"]:
                 r["train_s"] = r["json"].get("seconds")
                 r["test_accuracy"] = r["json"].get("test_accuracy")
                 r["test_pairs"] = r["json"].get("test_pairs")
@@ -443,12 +469,17 @@ def section_mnist(args, env, sizes, raw):
             fmt_num(med([r.get("test_pairs") for r in runs])),
         ])  # fmt: skip
     ours = med([r.get("train_s") for r in ok(res.get("siamese", []))])
-    theirs = med([r.get("train_s") for r in ok(res.get("torch", []))])
-    note = f"training time ours/torch: {fmt_ratio(ours, theirs)} (lower is better)"
+    note = ", ".join(
+        f"ours/{impl}: {fmt_ratio(ours, med([r.get('train_s') for r in ok(res[impl])]))}"
+        for impl in impls
+        if impl != "siamese"
+    )
+    note = f"training time {note} (lower is better)"
     return (
         f"### MNIST recipe ({'20' if epochs is None else epochs} epochs, batch 128, "
         "8,000 / 2,000 split by image)\n\n"
-        "`siamese train --config configs/mnist.toml` vs `bench/peers/torch_mnist.py`. "
+        "`siamese train --config configs/mnist.toml` vs `bench/peers/torch_mnist.py` and "
+        "`bench/peers/keras_mnist.py`. "
         "Process wall includes loading, pairing, evaluation (and for siamese saving the model "
         "directory); accuracy is on the test pairs at d < 0.5.\n\n"
         + table(["impl", "train s", "process wall s", "peak RSS MB", "test acc @0.5",
@@ -478,7 +509,7 @@ def section_contention(args, env, sizes, raw):
     dim, batch = 784, 128
     label = f"contention train dim {dim} batch {batch}"
     log(label)
-    impls = [i for i in ("siamese", "torch") if i in args.impls]
+    impls = [i for i in ("siamese", "torch", "keras") if i in args.impls]
     res = {i: {"free": [], "busy": []} for i in impls}
     for rep in range(args.reps):
         for state in ("free", "busy"):
@@ -516,6 +547,7 @@ def section_contention(args, env, sizes, raw):
 SECTIONS = {
     "train": section_train,
     "predict": section_predict,
+    "conv": section_conv,
     "startup": section_startup,
     "seed": section_seed,
     "mnist": section_mnist,
@@ -612,12 +644,15 @@ def main():
         )
 
     sizes = (
-        dict(train_pairs=1024, train_epochs=1, predict_pairs=2048, predict_passes=1, mnist_epochs=1)
+        dict(train_pairs=1024, train_epochs=1, predict_pairs=2048, predict_passes=1, mnist_epochs=1,
+             conv_train_pairs=256, conv_train_epochs=1, conv_predict_pairs=512,
+             conv_predict_passes=1)
         if args.quick
         # Timed windows of at least ~0.1 s for the fastest implementation: with 2 epochs and
         # 5 passes the fused path's rows lasted 15-30 ms and varied by ±20% between runs.
         else dict(train_pairs=8192, train_epochs=8, predict_pairs=8192, predict_passes=40,
-                  mnist_epochs=None)  # fmt: skip
+                  mnist_epochs=None, conv_train_pairs=1024, conv_train_epochs=2,
+                  conv_predict_pairs=2048, conv_predict_passes=3)  # fmt: skip
     )
 
     env = dict(os.environ)

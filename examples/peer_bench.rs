@@ -23,6 +23,7 @@
 use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
+use siamese::encoder::conv::ConvEncoderConfig;
 use siamese::prelude::*;
 use siamese::synthetic::random_pairs;
 
@@ -43,9 +44,25 @@ impl Mode {
     }
 }
 
+/// The encoder benchmarked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Model {
+    /// The reference model: `Dense(128, relu)` ×3 on `--dim` features.
+    Mlp,
+    /// The `faces` conv preset on 46×56 grey images (`--dim` is ignored: 2,576 features).
+    Conv,
+}
+
+/// Width and height of the conv benchmark's images (AT&T faces downscaled, as
+/// `configs/att_conv.toml`).
+const CONV_IMAGE: (usize, usize) = (46, 56);
+
 #[derive(Debug, Parser)]
 #[command(about = "One benchmark configuration of the reference Siamese model")]
 struct Args {
+    /// The encoder: the reference MLP, or the `faces` conv preset.
+    #[arg(long, value_enum, default_value = "mlp")]
+    model: Model,
     /// What to time.
     #[arg(long, value_enum, default_value = "train")]
     mode: Mode,
@@ -91,8 +108,28 @@ fn main() -> Result<()> {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
     });
 
+    let dim = match args.model {
+        Model::Mlp => args.dim,
+        Model::Conv => CONV_IMAGE.0 * CONV_IMAGE.1,
+    };
+    let args = Args { dim, ..args };
     let started = Instant::now();
-    let mut model = Siamese::reference(args.dim, args.seed)?;
+    let mut model = match args.model {
+        Model::Mlp => Siamese::reference(args.dim, args.seed)?,
+        Model::Conv => {
+            let (width, height) = CONV_IMAGE;
+            let encoder = ConvEncoderConfig::preset("faces", width, height)?;
+            let config = ModelConfig {
+                network: SiameseConfig {
+                    encoder: EncoderConfig::Conv(encoder),
+                    ..SiameseConfig::reference(args.dim)
+                },
+                seed: args.seed,
+                ..ModelConfig::reference(args.dim)
+            };
+            Siamese::new(config, &burn::tensor::Device::flex())?
+        }
+    };
     let (seconds, processed) = match args.mode {
         Mode::Startup => (started.elapsed().as_secs_f64(), 0),
         Mode::Train => {
@@ -142,7 +179,11 @@ fn main() -> Result<()> {
         0.0
     };
     println!(
-        "{{\"impl\":\"siamese\",\"mode\":\"{}\",\"dim\":{},\"batch\":{},\"pairs\":{},\"epochs\":{},\"threads\":{},\"pairs_per_s\":{:.1},\"seconds\":{:.6}}}",
+        "{{\"impl\":\"siamese\",\"model\":\"{}\",\"mode\":\"{}\",\"dim\":{},\"batch\":{},\"pairs\":{},\"epochs\":{},\"threads\":{},\"pairs_per_s\":{:.1},\"seconds\":{:.6}}}",
+        match args.model {
+            Model::Mlp => "mlp",
+            Model::Conv => "conv",
+        },
         args.mode.name(),
         args.dim,
         args.batch,

@@ -2,7 +2,13 @@
 
 Every peer script takes the same flags as `examples/peer_bench.rs`:
 
-    --mode train|predict|startup --dim 100 --batch 32 --pairs 8192 --epochs 2 [--threads 2]
+    --mode train|predict|startup [--model mlp|conv] --dim 100 --batch 32 --pairs 8192 --epochs 2
+    [--threads 2]
+
+`--model conv` is the `faces` conv preset of `src/encoder/conv.rs` on 46×56 grey images
+(2,576 features per sample; `--dim` is ignored): conv 16@5 → max-pool 2 → conv 32@3 →
+max-pool 2 → conv 64@3 → max-pool 2 → flatten → dropout 0.2 → dense 128 (linear), valid
+padding and ReLU after each conv.
 
 and prints one JSON line:
 
@@ -30,6 +36,7 @@ def threads_from_env():
 def parse_args(description):
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--mode", choices=["train", "predict", "startup"], default="train")
+    p.add_argument("--model", choices=["mlp", "conv"], default="mlp")
     p.add_argument("--dim", type=int, default=100, help="input features per sample")
     p.add_argument("--batch", type=int, default=32, help="training batch / predict chunk")
     p.add_argument("--pairs", type=int, default=8192, help="number of pairs")
@@ -44,7 +51,21 @@ def parse_args(description):
     args = p.parse_args()
     if args.threads is None:
         args.threads = threads_from_env()
+    if args.model == "conv":
+        args.dim = CONV_HEIGHT * CONV_WIDTH
     return args
+
+
+# The conv benchmark's images: AT&T faces downscaled, as configs/att_conv.toml.
+CONV_WIDTH, CONV_HEIGHT = 46, 56
+
+
+def conv_features():
+    """Features after the faces preset's three conv + pool stages: 64 × 5 × 3 at 46×56."""
+    h, w = CONV_HEIGHT, CONV_WIDTH
+    for k in (5, 3, 3):
+        h, w = (h - k + 1) // 2, (w - k + 1) // 2
+    return 64 * h * w
 
 
 def random_pairs(n, dim, seed):
@@ -62,6 +83,7 @@ def emit(impl, args, seconds, processed, **extra):
     """Prints the one JSON result line."""
     record = {
         "impl": impl,
+        "model": args.model,
         "mode": args.mode,
         "dim": args.dim,
         "batch": args.batch,

@@ -3,12 +3,14 @@
 Same flags and JSON line as `examples/peer_bench.rs` (see common.py):
 
     python bench/peers/keras_ref.py --mode train --dim 784 --batch 128 --pairs 8192 --epochs 2
+    python bench/peers/keras_ref.py --mode train --model conv --batch 128 --pairs 1024
 
 The functional-API model of the reference program: a base network Dense(128, relu) x3
 (Keras defaults: Glorot-uniform kernels, zero biases) called on input A and on input B, a
 Lambda Euclidean distance sqrt(max(sum (a - b)^2, epsilon)) of shape (batch, 1), the
 contrastive loss (margin 1, label 1 = similar), compiled with RMSprop() (lr 0.001, rho 0.9,
-epsilon 1e-7, no momentum) and Keras's default jit_compile="auto". Training is
+epsilon 1e-7, no momentum) and Keras's default jit_compile="auto". `--model conv` swaps
+the base network for the faces conv preset (common.py), channels-last. Training is
 `model.fit(..., shuffle=True, verbose=0)`, predicting is `model.predict(..., batch_size)`.
 """
 
@@ -46,8 +48,8 @@ def contrastive_loss(y_true, y_pred, margin=1.0):
     return ops.mean(y_true * square_pred + (1.0 - y_true) * margin_square)
 
 
-def build(dim):
-    base = keras.Sequential(
+def base_network(dim):
+    return keras.Sequential(
         [
             keras.Input((dim,)),
             layers.Dense(128, activation="relu"),
@@ -56,6 +58,30 @@ def build(dim):
         ],
         name="base",
     )
+
+
+def conv_network():
+    """The faces conv preset (common.py), channels-last, Keras default initialisers."""
+    return keras.Sequential(
+        [
+            keras.Input((common.CONV_HEIGHT * common.CONV_WIDTH,)),
+            layers.Reshape((common.CONV_HEIGHT, common.CONV_WIDTH, 1)),
+            layers.Conv2D(16, 5, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(32, 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(64, 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Flatten(),
+            layers.Dropout(0.2),
+            layers.Dense(128),
+        ],
+        name="base",
+    )
+
+
+def build(dim):
+    base = conv_network() if args.model == "conv" else base_network(dim)
     input_a = keras.Input((dim,))
     input_b = keras.Input((dim,))
     distance = layers.Lambda(euclidean_distance, output_shape=(1,))(

@@ -3,10 +3,12 @@
 Same flags and JSON line as `examples/peer_bench.rs` (see common.py):
 
     python bench/peers/torch_ref.py --mode train --dim 784 --batch 128 --pairs 8192 --epochs 2
+    python bench/peers/torch_ref.py --mode train --model conv --batch 128 --pairs 1024
 
 Model: base network Linear(dim, 128) + ReLU, x3 (Glorot-uniform weights, zero biases) shared
 by both inputs; d = sqrt(max(sum (a - b)^2, 1e-7)), shape (batch, 1); contrastive loss,
 margin 1, label 1 = similar; RMSprop(lr=1e-3, alpha=0.9, eps=1e-7), no momentum.
+`--model conv` swaps the base network for the faces conv preset (common.py), NCHW.
 
 Note: torch's RMSprop adds eps outside the square root (g / (sqrt(v) + eps)) where Keras and
 siamese use g / sqrt(v + eps). It changes the numbers slightly, not the cost.
@@ -44,6 +46,23 @@ def base_network(dim):
     return nn.Sequential(*layers)
 
 
+def conv_network():
+    """The faces conv preset (common.py), Glorot-uniform weights and zero biases."""
+
+    def init(layer):
+        nn.init.xavier_uniform_(layer.weight)
+        nn.init.zeros_(layer.bias)
+        return layer
+
+    return nn.Sequential(
+        nn.Unflatten(1, (1, common.CONV_HEIGHT, common.CONV_WIDTH)),
+        init(nn.Conv2d(1, 16, 5)), nn.ReLU(), nn.MaxPool2d(2),
+        init(nn.Conv2d(16, 32, 3)), nn.ReLU(), nn.MaxPool2d(2),
+        init(nn.Conv2d(32, 64, 3)), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Dropout(0.2), init(nn.Linear(common.conv_features(), 128)),
+    )  # fmt: skip
+
+
 def euclidean(x, y):
     return torch.sqrt(torch.clamp(((x - y) ** 2).sum(dim=1, keepdim=True), min=1e-7))
 
@@ -53,7 +72,7 @@ def contrastive(d, y, margin=1.0):
 
 
 torch.manual_seed(args.seed)
-net = base_network(args.dim)
+net = conv_network() if args.model == "conv" else base_network(args.dim)
 optimizer = torch.optim.RMSprop(net.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
 
 if args.mode == "startup":

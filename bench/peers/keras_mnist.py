@@ -1,0 +1,128 @@
+"""The Keras mnist_siamese recipe in Keras 3 (TensorFlow), mirroring `siamese train --config configs/mnist.toml`.
+
+    SIAMESE_DATA_DIR=../shared/data python bench/peers/keras_mnist.py [--epochs 20] [--threads 2]
+
+Data: mnist_data.py (the test set split 8,000 / 2,000 by image, Keras pairs within each part),
+the same pairs as torch_mnist.py for the same seed.
+Model, as in the recipe: a base network Dense(128, relu), Dropout(0.1), Dense(128, relu),
+Dropout(0.1), Dense(128, relu) (Keras defaults: Glorot-uniform kernels, zero biases) called on
+both inputs; a Lambda Euclidean distance sqrt(max(sum (a - b)^2, epsilon)); the contrastive
+loss (margin 1, label 1 = similar); RMSprop() (lr 0.001, rho 0.9, epsilon 1e-7) and an
+accuracy metric at d < 0.5; `fit(..., validation_data=..., epochs=20, batch_size=128,
+shuffle=True, verbose=0)`. Test pair accuracy at d < 0.5.
+
+Prints one JSON line: {"impl": "keras", "mode": "mnist", "seconds": <training>, ...}.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+STARTED = time.perf_counter()
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+import mnist_data  # noqa: E402
+
+p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+p.add_argument("--epochs", type=int, default=20)
+p.add_argument("--batch", type=int, default=128)
+p.add_argument("--threads", type=int, default=None, help="default: RAYON_NUM_THREADS")
+p.add_argument("--seed", type=int, default=0)
+p.add_argument("--data-dir", default=None, help="default: $SIAMESE_DATA_DIR/mnist")
+p.add_argument("--threshold", type=float, default=0.5)
+args = p.parse_args()
+threads = args.threads or common.threads_from_env()
+
+os.environ["KERAS_BACKEND"] = "tensorflow"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+tf.config.threading.set_intra_op_parallelism_threads(threads)
+tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+import keras  # noqa: E402
+from keras import layers, ops  # noqa: E402
+
+data_dir = args.data_dir or os.path.join(os.environ.get("SIAMESE_DATA_DIR", "."), "mnist")
+pairs, images = mnist_data.prepare(data_dir, args.seed)
+tr_a, tr_b, tr_y = pairs["train"]
+va_a, va_b, va_y = pairs["val"]
+te_a, te_b, te_y = pairs["test"]
+
+
+def euclidean_distance(vects):
+    x, y = vects
+    sum_square = ops.sum(ops.square(x - y), axis=1, keepdims=True)
+    return ops.sqrt(ops.maximum(sum_square, keras.backend.epsilon()))
+
+
+def contrastive_loss(y_true, y_pred, margin=1.0):
+    y_true = ops.cast(y_true, y_pred.dtype)
+    square_pred = ops.square(y_pred)
+    margin_square = ops.square(ops.maximum(margin - y_pred, 0.0))
+    return ops.mean(y_true * square_pred + (1.0 - y_true) * margin_square)
+
+
+def accuracy(y_true, y_pred):
+    return ops.mean(ops.equal(ops.cast(y_true, "float32"), ops.cast(y_pred < args.threshold, "float32")))
+
+
+keras.utils.set_random_seed(args.seed)
+base = keras.Sequential(
+    [
+        keras.Input((784,)),
+        layers.Dense(128, activation="relu"),
+        layers.Dropout(0.1),
+        layers.Dense(128, activation="relu"),
+        layers.Dropout(0.1),
+        layers.Dense(128, activation="relu"),
+    ],
+    name="base",
+)
+input_a = keras.Input((784,))
+input_b = keras.Input((784,))
+distance = layers.Lambda(euclidean_distance, output_shape=(1,))([base(input_a), base(input_b)])
+model = keras.Model([input_a, input_b], distance)
+model.compile(loss=contrastive_loss, optimizer=keras.optimizers.RMSprop(), metrics=[accuracy])
+
+t0 = time.perf_counter()
+history = model.fit(
+    [tr_a, tr_b],
+    tr_y,
+    validation_data=([va_a, va_b], va_y),
+    epochs=args.epochs,
+    batch_size=args.batch,
+    shuffle=True,
+    verbose=0,
+)
+train_seconds = time.perf_counter() - t0
+
+dt = model.predict([te_a, te_b], batch_size=1024, verbose=0)
+test_accuracy = float(np.mean((dt < args.threshold).astype(np.float32) == te_y))
+print(
+    json.dumps(
+        {
+            "impl": "keras",
+            "mode": "mnist",
+            "epochs": args.epochs,
+            "batch": args.batch,
+            "threads": threads,
+            "train_images": images["train"],
+            "val_images": images["val"],
+            "test_images": images["test"],
+            "train_pairs": len(tr_y),
+            "test_pairs": len(te_y),
+            "seconds": round(train_seconds, 3),
+            "total_seconds": round(time.perf_counter() - STARTED, 3),
+            "test_accuracy": round(test_accuracy, 4),
+            "threshold": args.threshold,
+            "final_loss": round(float(history.history["loss"][-1]), 5) if args.epochs else None,
+        }
+    ),
+    flush=True,
+)
