@@ -542,6 +542,29 @@ pub struct ConvEncoder {
     config: ConvEncoderConfig,
 }
 
+/// A valid-padding convolution as im2col + one matrix product:
+/// `y[b, o, p] = Σ_k W[o, k]·cols[b, k, p] + bias[o]`, `cols = unfold(x)` of shape
+/// `[batch, c·kh·kw, h'·w']`. Used for the first layer, whose input needs no gradient: burn's
+/// convolution computes the weight gradient as another convolution (batch and channels
+/// swapped), which for a first layer is one huge, badly shaped product; here it is the
+/// matrix product's backward, `∂W = Σ_b ∂y_b·cols_bᵀ`.
+fn conv_as_matmul(m: &Conv2d, x: Tensor<4>, stride: usize) -> Tensor<4> {
+    let [b, _, h, w] = x.dims();
+    let [out_c, in_c, kh, kw] = m.weight.dims();
+    let (ho, wo) = ((h - kh) / stride + 1, (w - kw) / stride + 1);
+    let cols = burn::tensor::module::unfold4d(
+        x,
+        [kh, kw],
+        burn::tensor::ops::UnfoldOptions::new([stride, stride], [0, 0], [1, 1]),
+    );
+    let weight = m.weight.val().reshape([1, out_c, in_c * kh * kw]);
+    let mut y = weight.matmul(cols);
+    if let Some(bias) = &m.bias {
+        y = y + bias.val().reshape([1, out_c, 1]);
+    }
+    y.reshape([b, out_c, ho, wo])
+}
+
 impl ConvEncoder {
     /// Restarts the dropout mask streams from `seed`.
     pub fn reseed(&self, seed: u64) {
@@ -560,12 +583,25 @@ impl ConvEncoder {
             Some(x.clone().reshape([n, c.channels, c.height, c.width]));
         let mut flat: Option<Tensor<2>> = None;
         let mut modules = self.modules.iter();
+        let mut first = true;
         for layer in &c.layers {
             match layer {
-                L::Conv2d { activation, .. } => {
+                L::Conv2d {
+                    activation,
+                    stride,
+                    padding,
+                    ..
+                } => {
                     if let (Some(ConvModule::Conv(m)), Some(t)) = (modules.next(), maps.take()) {
-                        maps = Some(activation.apply(m.forward(t)));
+                        let y = if first && *padding == Padding::Valid && m.weight.is_require_grad()
+                        {
+                            conv_as_matmul(m, t, *stride)
+                        } else {
+                            m.forward(t)
+                        };
+                        maps = Some(activation.apply(y));
                     }
+                    first = false;
                 }
                 L::MaxPool2d { .. } => {
                     if let (Some(ConvModule::Pool(m)), Some(t)) = (modules.next(), maps.take()) {
@@ -674,6 +710,57 @@ mod tests {
             assert!(c.output_dim().unwrap() > 0, "{name}");
         }
         assert!(ConvEncoderConfig::preset("vgg", 10, 10).is_err());
+    }
+
+    /// The first layer's im2col + matmul convolution equals burn's convolution, forward and
+    /// in its weight and bias gradients, with several channels and strides 1 and 2.
+    #[test]
+    fn first_layer_matmul_convolution_matches_burn() {
+        let device = Device::flex().autodiff();
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for (c_in, c_out, kernel, stride) in [(1, 4, 5, 1), (2, 3, 3, 1), (3, 5, 3, 2)] {
+            let conv = glorot_conv(
+                c_in,
+                c_out,
+                kernel,
+                stride,
+                Padding::Valid,
+                &mut rng,
+                &device,
+            );
+            let x: Vec<f32> = (0..4 * c_in * 9 * 8)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let x = Tensor::<4>::from_data(TensorData::new(x, [4, c_in, 9, 8]), &device);
+            let grads = |y: Tensor<4>| {
+                let values = y.clone().into_data().try_to_vec::<f32>().unwrap();
+                let g = (y.clone() * y).sum().backward();
+                let w = conv
+                    .weight
+                    .grad(&g)
+                    .unwrap()
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .unwrap();
+                let b = conv.bias.as_ref().unwrap().grad(&g).unwrap();
+                (values, w, b.into_data().try_to_vec::<f32>().unwrap())
+            };
+            let want = grads(conv.forward(x.clone()));
+            let got = grads(conv_as_matmul(&conv, x, stride));
+            for (what, got, want) in [
+                ("output", &got.0, &want.0),
+                ("weight gradient", &got.1, &want.1),
+                ("bias gradient", &got.2, &want.2),
+            ] {
+                assert_eq!(got.len(), want.len(), "{what}");
+                for (g, w) in got.iter().zip(want) {
+                    assert!(
+                        (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                        "{what}: {g} vs {w}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
