@@ -26,7 +26,7 @@ use crate::config::ModelConfig;
 use crate::data::{Matrix, check_pair_shapes, to_tensor};
 use crate::error::{Result, SiameseError};
 use crate::fused::{
-    self, FusedHyper, FusedMlp, FusedOptimizer, FusedTrainer, HostHead, OptimizerState,
+    self, FusedHyper, FusedOptimizer, FusedTrainer, HostEncoder, HostHead, OptimizerState,
 };
 use crate::io::{self, Extra};
 use crate::loss::LossKind;
@@ -42,7 +42,7 @@ pub struct Siamese {
     fused_state: Option<OptimizerState>,
     /// The fused path's host copy of the weights for inference, made on first use after each
     /// change of the network (copying them per call cost a single-pair `predict` ~200 µs).
-    fused_host: OnceLock<Option<(FusedMlp, HostHead)>>,
+    fused_host: OnceLock<Option<(HostEncoder, HostHead)>>,
     device: Device,
     extra: Extra,
 }
@@ -175,14 +175,14 @@ impl Siamese {
 
     /// The fused path's host weights and head (see [`crate::fused`]), when it can run this
     /// model's inference.
-    fn fused_host(&self) -> Option<&(FusedMlp, HostHead)> {
+    fn fused_host(&self) -> Option<&(HostEncoder, HostHead)> {
         if !fused::enabled() {
             return None;
         }
         self.fused_host
             .get_or_init(|| {
-                let mlp = FusedMlp::for_inference(&self.network)?;
-                Some((mlp, HostHead::from_network(&self.network)?))
+                let encoder = HostEncoder::for_inference(&self.network)?;
+                Some((encoder, HostHead::from_network(&self.network)?))
             })
             .as_ref()
     }
@@ -223,8 +223,8 @@ impl Siamese {
     /// through burn.
     fn distances(&self, data: PairData<'_>) -> Result<Vec<f32>> {
         match self.fused_host() {
-            Some((mlp, head)) => {
-                let scores = train::fused_pair_scores(mlp, head, data)?;
+            Some((encoder, head)) => {
+                let scores = train::fused_pair_scores(encoder, head, data)?;
                 train::distances_from_scores(&self.network, scores)
             }
             None => train::distances(&self.network, data),
@@ -240,8 +240,8 @@ impl Siamese {
                 format!("{} features", x.cols()),
             ));
         }
-        if let Some((mlp, _)) = self.fused_host() {
-            return mlp.embed(x, "input");
+        if let Some((encoder, _)) = self.fused_host() {
+            return encoder.embed(x, "input");
         }
         x.check_finite("input")?;
         let network = self.network.valid();

@@ -30,7 +30,7 @@ use crate::data::augment::augment_rows;
 use crate::data::pairs::IndexPair;
 use crate::data::{Matrix, into_tensor, labels_tensor};
 use crate::error::{Result, SiameseError};
-use crate::fused::{self, FusedMlp, FusedTrainer, HostHead};
+use crate::fused::{self, FusedTrainer, HostEncoder, HostHead};
 use crate::loss::{LossConfig, TripletLoss};
 use crate::siamese::SiameseNetwork;
 
@@ -438,17 +438,21 @@ fn fused_scores(network: &SiameseNetwork, data: PairData<'_>) -> Option<Result<V
     if !fused::enabled() {
         return None;
     }
-    let mlp = FusedMlp::for_inference(network)?;
+    let encoder = HostEncoder::for_inference(network)?;
     let head = HostHead::from_network(network)?;
-    Some(fused_pair_scores(&mlp, &head, data))
+    Some(fused_pair_scores(&encoder, &head, data))
 }
 
 /// The head's scores of every pair from host weights (see [`crate::fused`]).
-pub fn fused_pair_scores(mlp: &FusedMlp, head: &HostHead, data: PairData<'_>) -> Result<Vec<f32>> {
+pub fn fused_pair_scores(
+    encoder: &HostEncoder,
+    head: &HostHead,
+    data: PairData<'_>,
+) -> Result<Vec<f32>> {
     match data {
-        PairData::Dense(p) => mlp.pair_scores(p.a, p.b, head),
+        PairData::Dense(p) => encoder.pair_scores(p.a, p.b, head),
         PairData::Indexed { samples, pairs } => {
-            let emb = mlp.embed(samples, "samples")?;
+            let emb = encoder.embed(samples, "samples")?;
             Ok(pairs
                 .par_iter()
                 .map(|p| head.score(emb.row(p.i), emb.row(p.j)))

@@ -575,6 +575,11 @@ impl ConvEncoder {
         }
     }
 
+    /// The configuration the encoder was built from.
+    pub fn config(&self) -> &ConvEncoderConfig {
+        &self.config
+    }
+
     /// Maps `[batch, c·h·w]` rows to `[batch, embedding]`.
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         let c = &self.config;

@@ -45,7 +45,9 @@ use crate::error::{Result, SiameseError};
 use crate::siamese::SiameseNetwork;
 use crate::simd::multiversion;
 
+pub mod conv;
 mod packed;
+pub use conv::FusedConv;
 use packed::PackedDense;
 
 /// Whether the fused path may be used: on unless `SIAMESE_FUSED` is `0`, `off` or `false`.
@@ -546,6 +548,43 @@ impl FusedMlp {
                     "a block held a non-finite value".into(),
                 ))
             }
+        }
+    }
+}
+
+/// A host encoder for inference: the fused MLP, or a convolutional encoder ([`conv`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum HostEncoder {
+    /// An MLP encoder.
+    Mlp(FusedMlp),
+    /// A convolutional encoder.
+    Conv(FusedConv),
+}
+
+impl HostEncoder {
+    /// The host copy of `network`'s encoder for inference, when one of the host paths
+    /// covers it (see [`FusedMlp::for_inference`] and [`FusedConv::for_inference`]).
+    pub fn for_inference(network: &SiameseNetwork) -> Option<Self> {
+        match FusedMlp::for_inference(network) {
+            Some(mlp) => Some(Self::Mlp(mlp)),
+            None => FusedConv::for_inference(network).map(Self::Conv),
+        }
+    }
+
+    /// The head's score of each pair `(a[i], b[i])`; NaN or ±∞ inputs are errors naming
+    /// `input a` or `input b`, the row and the column.
+    pub fn pair_scores(&self, a: &Matrix, b: &Matrix, head: &HostHead) -> Result<Vec<f32>> {
+        match self {
+            Self::Mlp(m) => m.pair_scores(a, b, head),
+            Self::Conv(c) => c.pair_scores(a, b, head),
+        }
+    }
+
+    /// Embeddings of every row of `x`; NaN or ±∞ inputs are errors naming `what`.
+    pub fn embed(&self, x: &Matrix, what: &str) -> Result<Matrix> {
+        match self {
+            Self::Mlp(m) => m.embed(x, what),
+            Self::Conv(c) => c.embed(x, what),
         }
     }
 }
