@@ -230,11 +230,11 @@ THROUGHPUT_COLUMNS = ["dim", "batch", "siamese", "burn path", "torch", "keras", 
 
 
 def throughput_row(args, env, raw, mode, dim, batch, pairs, passes, target, model="mlp"):
-    """Measures one dim × batch configuration of `mode` and returns its table row. A conv
-    row has no target and no burn-path column (conv encoders always run through burn)."""
+    """Measures one dim × batch configuration of `mode` and returns its table row (a conv
+    row has no target)."""
     label = f"{mode} dim {dim} batch {batch}" + (f" {model}" if model != "mlp" else "")
     log(label)
-    impls = [i for i in args.impls if model == "mlp" or i != "burn"]
+    impls = args.impls
     res = measure(
         label, impls,
         lambda i: bench_cmd(i, args.python, mode, dim, batch, pairs, passes, args.threads, model),
@@ -243,15 +243,14 @@ def throughput_row(args, env, raw, mode, dim, batch, pairs, passes, target, mode
     raw[label] = res
     rate = {i: med_rate(res.get(i, [])) for i in IMPLS}
     rss = {i: med_rss(res.get(i, [])) for i in IMPLS}
-    cell = lambda i, v: "–" if i == "burn" and model != "mlp" else show(args, i, v)  # noqa: E731
     return [
         dim, batch,
-        *(cell(i, rate[i]) for i in IMPLS),
+        *(show(args, i, rate[i]) for i in IMPLS),
         fmt_ratio(rate["siamese"], rate["torch"]), fmt_ratio(rate["siamese"], rate["keras"]),
         fmt_ratio(rate["siamese"], rate["burn"]),
         f"≥ {target}× torch" if target else "–",
         verdict(ratio(rate["siamese"], rate["torch"]), target) if target else "–",
-        " / ".join(cell(i, rss[i]) for i in IMPLS),
+        " / ".join(show(args, i, rss[i]) for i in IMPLS),
     ]  # fmt: skip
 
 
@@ -338,8 +337,9 @@ def section_conv(args, env, sizes, raw):
         f"contrastive, RMSprop; train {sizes['conv_train_pairs']} pairs × "
         f"{sizes['conv_train_epochs']} timed epoch(s) at batch 128, predict "
         f"{sizes['conv_predict_pairs']} pairs × {sizes['conv_predict_passes']} pass(es) in "
-        "chunks of 256, after 1 warm-up; no target in issue 7; conv encoders run through "
-        "burn, so there is no separate burn-path column)\n\n"
+        "chunks of 256, after 1 warm-up; no target in issue 7; training runs through burn, "
+        "predict on the host conv path of src/fused/conv.rs; the burn path is everything "
+        "through burn)\n\n"
         + table(["mode"] + THROUGHPUT_COLUMNS, rows)
     )
 
