@@ -14,7 +14,6 @@ shuffle=True, verbose=0)`. Test pair accuracy at d < 0.5.
 Prints one JSON line: {"impl": "keras", "mode": "mnist", "seconds": <training>, ...}.
 """
 
-import argparse
 import json
 import os
 import sys
@@ -23,18 +22,9 @@ import time
 STARTED = time.perf_counter()
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
 import mnist_data  # noqa: E402
 
-p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-p.add_argument("--epochs", type=int, default=20)
-p.add_argument("--batch", type=int, default=128)
-p.add_argument("--threads", type=int, default=None, help="default: RAYON_NUM_THREADS")
-p.add_argument("--seed", type=int, default=0)
-p.add_argument("--data-dir", default=None, help="default: $SIAMESE_DATA_DIR/mnist")
-p.add_argument("--threshold", type=float, default=0.5)
-args = p.parse_args()
-threads = args.threads or common.threads_from_env()
+args, threads = mnist_data.parse_args(__doc__.splitlines()[0])
 
 os.environ["KERAS_BACKEND"] = "tensorflow"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -47,25 +37,12 @@ tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 import keras  # noqa: E402
 from keras import layers, ops  # noqa: E402
+from keras_parts import contrastive_loss, euclidean_distance  # noqa: E402
 
-data_dir = args.data_dir or os.path.join(os.environ.get("SIAMESE_DATA_DIR", "."), "mnist")
-pairs, images = mnist_data.prepare(data_dir, args.seed)
+pairs, images = mnist_data.prepare(mnist_data.data_dir(args), args.seed)
 tr_a, tr_b, tr_y = pairs["train"]
 va_a, va_b, va_y = pairs["val"]
 te_a, te_b, te_y = pairs["test"]
-
-
-def euclidean_distance(vects):
-    x, y = vects
-    sum_square = ops.sum(ops.square(x - y), axis=1, keepdims=True)
-    return ops.sqrt(ops.maximum(sum_square, keras.backend.epsilon()))
-
-
-def contrastive_loss(y_true, y_pred, margin=1.0):
-    y_true = ops.cast(y_true, y_pred.dtype)
-    square_pred = ops.square(y_pred)
-    margin_square = ops.square(ops.maximum(margin - y_pred, 0.0))
-    return ops.mean(y_true * square_pred + (1.0 - y_true) * margin_square)
 
 
 def accuracy(y_true, y_pred):

@@ -32,20 +32,8 @@ tf.config.threading.set_intra_op_parallelism_threads(args.threads)
 tf.config.threading.set_inter_op_parallelism_threads(args.threads)
 
 import keras  # noqa: E402
-from keras import layers, ops  # noqa: E402
-
-
-def euclidean_distance(vects):
-    x, y = vects
-    sum_square = ops.sum(ops.square(x - y), axis=1, keepdims=True)
-    return ops.sqrt(ops.maximum(sum_square, keras.backend.epsilon()))
-
-
-def contrastive_loss(y_true, y_pred, margin=1.0):
-    y_true = ops.cast(y_true, y_pred.dtype)
-    square_pred = ops.square(y_pred)
-    margin_square = ops.square(ops.maximum(margin - y_pred, 0.0))
-    return ops.mean(y_true * square_pred + (1.0 - y_true) * margin_square)
+from keras import layers  # noqa: E402
+from keras_parts import contrastive_loss, euclidean_distance  # noqa: E402
 
 
 def base_network(dim):

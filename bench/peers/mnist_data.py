@@ -11,11 +11,14 @@ torch_mnist.py and keras_mnist.py (numpy only):
     and i < m a positive (c[i], c[i+1]) and a negative (c[i], c'[i]), c' = c + random(1..9).
 """
 
+import argparse
 import gzip
 import os
 import sys
 
 import numpy as np
+
+import common
 
 
 def find(directory, stem):
@@ -87,3 +90,21 @@ def prepare(data_dir, seed):
         samples = x[idx]
         pairs[name] = (samples[i], samples[j], y.reshape(-1, 1))
     return pairs, {name: len(idx) for name, idx in parts.items()}
+
+
+def parse_args(description):
+    """The MNIST peers' flags; returns (args, threads)."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--threads", type=int, default=None, help="default: RAYON_NUM_THREADS")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", default=None, help="default: $SIAMESE_DATA_DIR/mnist")
+    p.add_argument("--threshold", type=float, default=0.5)
+    args = p.parse_args()
+    return args, args.threads or common.threads_from_env()
+
+
+def data_dir(args):
+    """--data-dir, else $SIAMESE_DATA_DIR/mnist."""
+    return args.data_dir or os.path.join(os.environ.get("SIAMESE_DATA_DIR", "."), "mnist")

@@ -12,7 +12,6 @@ outside the sqrt); 20 epochs at batch 128, shuffled; validation loss and accurac
 Prints one JSON line: {"impl": "torch", "mode": "mnist", "seconds": <training>, ...}.
 """
 
-import argparse
 import json
 import os
 import sys
@@ -20,20 +19,10 @@ import time
 
 STARTED = time.perf_counter()
 
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
 import mnist_data  # noqa: E402
 
-p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-p.add_argument("--epochs", type=int, default=20)
-p.add_argument("--batch", type=int, default=128)
-p.add_argument("--threads", type=int, default=None, help="default: RAYON_NUM_THREADS")
-p.add_argument("--seed", type=int, default=0)
-p.add_argument("--data-dir", default=None, help="default: $SIAMESE_DATA_DIR/mnist")
-p.add_argument("--threshold", type=float, default=0.5)
-args = p.parse_args()
-threads = args.threads or common.threads_from_env()
+args, threads = mnist_data.parse_args(__doc__.splitlines()[0])
 
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
@@ -45,8 +34,7 @@ except RuntimeError:
     pass
 
 
-data_dir = args.data_dir or os.path.join(os.environ.get("SIAMESE_DATA_DIR", "."), "mnist")
-pairs, images = mnist_data.prepare(data_dir, args.seed)
+pairs, images = mnist_data.prepare(mnist_data.data_dir(args), args.seed)
 tr_a, tr_b, tr_y = (torch.from_numpy(v) for v in pairs["train"])
 va_a, va_b, va_y = (torch.from_numpy(v) for v in pairs["val"])
 te_a, te_b, te_y = (torch.from_numpy(v) for v in pairs["test"])

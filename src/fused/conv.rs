@@ -527,14 +527,7 @@ mod tests {
             }
             let head = HostHead::from_network(&net).unwrap();
             let scores = host.pair_scores(&a, &b, &head).unwrap();
-            let want = net
-                .forward_scores(
-                    crate::data::to_tensor(&a, &device),
-                    crate::data::to_tensor(&b, &device),
-                )
-                .into_data()
-                .try_to_vec::<f32>()
-                .unwrap();
+            let want = super::super::tests::burn_scores(&net, &a, &b);
             for (g, w) in scores.iter().zip(&want) {
                 assert!(
                     (g - w).abs() <= 1e-4 * (1.0 + w.abs()),

@@ -1451,6 +1451,18 @@ mod tests {
         assert_close(&d, &KERAS_DISTANCES, 1e-5, "distances");
     }
 
+    /// The head's scores of `(a[i], b[i])` through burn's forward pass, on flex.
+    pub(super) fn burn_scores(net: &SiameseNetwork, a: &Matrix, b: &Matrix) -> Vec<f32> {
+        let device = Device::flex();
+        net.forward_scores(
+            crate::data::to_tensor(a, &device),
+            crate::data::to_tensor(b, &device),
+        )
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap()
+    }
+
     /// Fused inference gives burn's scores for every head and distance, dense or indexed.
     #[test]
     fn fused_scores_match_burn_forward() {
@@ -1470,14 +1482,7 @@ mod tests {
             };
             let net = network(&config).valid();
             let device = Device::flex();
-            let want = net
-                .forward_scores(
-                    crate::data::to_tensor(&a, &device),
-                    crate::data::to_tensor(&b, &device),
-                )
-                .into_data()
-                .try_to_vec::<f32>()
-                .unwrap();
+            let want = burn_scores(&net, &a, &b);
             let head = HostHead::from_network(&net).unwrap();
             let want_emb = net
                 .embed(crate::data::to_tensor(&a, &device))
@@ -1585,34 +1590,25 @@ mod tests {
                 }
             }
         }
-        let mut nan_net = net.clone();
-        if let Encoder::Mlp(mlp) = &mut nan_net.encoder {
-            let w = mlp.layers[1].weight.val();
-            let nan = Tensor::<2>::full(w.dims(), f32::NAN, &w.device());
-            mlp.layers[1].weight = Param::initialized(mlp.layers[1].weight.id, nan);
-        }
-        for mlp in [
-            FusedMlp::from_network(&nan_net),
-            FusedMlp::for_inference(&nan_net),
-        ] {
-            let scores = mlp.unwrap().pair_scores(&a, &b, &head).unwrap();
-            assert!(scores.iter().all(|s| s.is_nan()));
-        }
-        let mut nan_first = net.clone();
-        if let Encoder::Mlp(mlp) = &mut nan_first.encoder {
-            let w = mlp.layers[0].weight.val();
-            let nan = Tensor::<2>::full(w.dims(), f32::NAN, &w.device());
-            mlp.layers[0].weight = Param::initialized(mlp.layers[0].weight.id, nan);
-        }
-        for mlp in [
-            FusedMlp::from_network(&nan_first),
-            FusedMlp::for_inference(&nan_first),
-        ] {
-            let mlp = mlp.unwrap();
-            let scores = mlp.pair_scores(&a, &b, &head).unwrap();
-            assert!(scores.iter().all(|s| s.is_nan()));
-            let emb = mlp.embed(&a, "samples").unwrap();
-            assert!(emb.as_slice().iter().all(|v| v.is_nan()));
+        // NaN weights in a later layer, then in the first (whose flag then fires on finite
+        // inputs, which the rescan lets through).
+        for layer in [1, 0] {
+            let mut nan_net = net.clone();
+            if let Encoder::Mlp(mlp) = &mut nan_net.encoder {
+                let w = mlp.layers[layer].weight.val();
+                let nan = Tensor::<2>::full(w.dims(), f32::NAN, &w.device());
+                mlp.layers[layer].weight = Param::initialized(mlp.layers[layer].weight.id, nan);
+            }
+            for mlp in [
+                FusedMlp::from_network(&nan_net),
+                FusedMlp::for_inference(&nan_net),
+            ] {
+                let mlp = mlp.unwrap();
+                let scores = mlp.pair_scores(&a, &b, &head).unwrap();
+                assert!(scores.iter().all(|s| s.is_nan()), "layer {layer}");
+                let emb = mlp.embed(&a, "samples").unwrap();
+                assert!(emb.as_slice().iter().all(|v| v.is_nan()), "layer {layer}");
+            }
         }
     }
 
