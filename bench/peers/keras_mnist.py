@@ -14,7 +14,6 @@ shuffle=True, verbose=0)`. Test pair accuracy at d < 0.5.
 Prints one JSON line: {"impl": "keras", "mode": "mnist", "seconds": <training>, ...}.
 """
 
-import json
 import os
 import sys
 import time
@@ -81,25 +80,7 @@ train_seconds = time.perf_counter() - t0
 
 dt = model.predict([te_a, te_b], batch_size=1024, verbose=0)
 test_accuracy = float(np.mean((dt < args.threshold).astype(np.float32) == te_y))
-print(
-    json.dumps(
-        {
-            "impl": "keras",
-            "mode": "mnist",
-            "epochs": args.epochs,
-            "batch": args.batch,
-            "threads": threads,
-            "train_images": images["train"],
-            "val_images": images["val"],
-            "test_images": images["test"],
-            "train_pairs": len(tr_y),
-            "test_pairs": len(te_y),
-            "seconds": round(train_seconds, 3),
-            "total_seconds": round(time.perf_counter() - STARTED, 3),
-            "test_accuracy": round(test_accuracy, 4),
-            "threshold": args.threshold,
-            "final_loss": round(float(history.history["loss"][-1]), 5) if args.epochs else None,
-        }
-    ),
-    flush=True,
+mnist_data.emit(
+    "keras", args, threads, images, pairs, train_seconds, STARTED, test_accuracy,
+    float(history.history["loss"][-1]) if args.epochs else None,
 )

@@ -13,8 +13,10 @@ torch_mnist.py and keras_mnist.py (numpy only):
 
 import argparse
 import gzip
+import json
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -108,3 +110,25 @@ def parse_args(description):
 def data_dir(args):
     """--data-dir, else $SIAMESE_DATA_DIR/mnist."""
     return args.data_dir or os.path.join(os.environ.get("SIAMESE_DATA_DIR", "."), "mnist")
+
+
+def emit(impl, args, threads, images, pairs, seconds, started, accuracy, final_loss):
+    """Prints the one JSON result line of an MNIST peer."""
+    record = {
+        "impl": impl,
+        "mode": "mnist",
+        "epochs": args.epochs,
+        "batch": args.batch,
+        "threads": threads,
+        "train_images": images["train"],
+        "val_images": images["val"],
+        "test_images": images["test"],
+        "train_pairs": len(pairs["train"][2]),
+        "test_pairs": len(pairs["test"][2]),
+        "seconds": round(seconds, 3),
+        "total_seconds": round(time.perf_counter() - started, 3),
+        "test_accuracy": round(accuracy, 4),
+        "threshold": args.threshold,
+        "final_loss": None if final_loss is None else round(final_loss, 5),
+    }
+    print(json.dumps(record), flush=True)

@@ -12,7 +12,6 @@ outside the sqrt); 20 epochs at batch 128, shuffled; validation loss and accurac
 Prints one JSON line: {"impl": "torch", "mode": "mnist", "seconds": <training>, ...}.
 """
 
-import json
 import os
 import sys
 import time
@@ -103,25 +102,7 @@ train_seconds = time.perf_counter() - t0
 
 dt = distances(te_a, te_b)
 accuracy = float(((dt < args.threshold).float() == te_y).float().mean())
-print(
-    json.dumps(
-        {
-            "impl": "torch",
-            "mode": "mnist",
-            "epochs": args.epochs,
-            "batch": args.batch,
-            "threads": threads,
-            "train_images": images["train"],
-            "val_images": images["val"],
-            "test_images": images["test"],
-            "train_pairs": n,
-            "test_pairs": len(te_y),
-            "seconds": round(train_seconds, 3),
-            "total_seconds": round(time.perf_counter() - STARTED, 3),
-            "test_accuracy": round(accuracy, 4),
-            "threshold": args.threshold,
-            "final_loss": round(history[-1]["loss"], 5) if history else None,
-        }
-    ),
-    flush=True,
+mnist_data.emit(
+    "torch", args, threads, images, pairs, train_seconds, STARTED, accuracy,
+    history[-1]["loss"] if history else None,
 )

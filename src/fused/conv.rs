@@ -20,11 +20,11 @@
 //! Results match burn's forward pass to float rounding (`tests`).
 
 use super::packed::PackedDense;
-use super::{HostHead, read};
+use super::{HostHead, check_pair_inputs, check_rows, read};
 use crate::data::Matrix;
 use crate::encoder::conv::{ConvEncoder, ConvLayerConfig as L, ConvModule, Padding};
 use crate::encoder::{Activation, Encoder};
-use crate::error::{Result, SiameseError};
+use crate::error::Result;
 use crate::siamese::SiameseNetwork;
 use crate::simd::multiversion;
 use burn::tensor::Device;
@@ -345,13 +345,7 @@ impl FusedConv {
     /// blocks of images. A NaN or ±∞ in `x` is an error naming `what`, its row and column.
     pub fn embed(&self, x: &Matrix, what: &str) -> Result<Matrix> {
         let (dim, emb) = (self.input_dim(), self.output_dim());
-        if x.cols() != dim {
-            return Err(SiameseError::shape(
-                what,
-                format!("{dim} features per row"),
-                format!("{} features", x.cols()),
-            ));
-        }
+        check_rows(x, dim, what)?;
         x.check_finite(what)?;
         let mut out = vec![0.0f32; x.rows() * emb];
         out.par_chunks_mut(BLOCK * emb)
@@ -367,13 +361,7 @@ impl FusedConv {
     /// The head's score of each pair `(a[i], b[i])`, in parallel blocks of pairs.
     pub fn pair_scores(&self, a: &Matrix, b: &Matrix, head: &HostHead) -> Result<Vec<f32>> {
         let (n, dim, emb) = (a.rows(), self.input_dim(), self.output_dim());
-        if a.shape() != [n, dim] || b.shape() != [n, dim] {
-            return Err(SiameseError::shape(
-                "inputs",
-                format!("two [{n}, {dim}] matrices"),
-                format!("{:?} and {:?}", a.shape(), b.shape()),
-            ));
-        }
+        check_pair_inputs(a, b, dim)?;
         a.check_finite("input a")?;
         b.check_finite("input b")?;
         let mut out = vec![0.0f32; n];

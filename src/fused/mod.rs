@@ -453,13 +453,7 @@ impl FusedMlp {
     /// `what`, its row and its column.
     pub fn embed(&self, x: &Matrix, what: &str) -> Result<Matrix> {
         let (n, dim, emb) = (x.rows(), self.input_dim(), self.output_dim());
-        if x.cols() != dim {
-            return Err(SiameseError::shape(
-                what,
-                format!("{dim} features per row"),
-                format!("{} features", x.cols()),
-            ));
-        }
+        check_rows(x, dim, what)?;
         let block = block_rows(n);
         let mut out = vec![0.0f32; n * emb];
         let embed = |(i, out): (usize, &mut [f32])| {
@@ -493,13 +487,7 @@ impl FusedMlp {
     /// column.
     pub fn pair_scores(&self, a: &Matrix, b: &Matrix, head: &HostHead) -> Result<Vec<f32>> {
         let (n, dim, emb) = (a.rows(), self.input_dim(), self.output_dim());
-        if a.shape() != [n, dim] || b.shape() != [n, dim] {
-            return Err(SiameseError::shape(
-                "inputs",
-                format!("two [{n}, {dim}] matrices"),
-                format!("{:?} and {:?}", a.shape(), b.shape()),
-            ));
-        }
+        check_pair_inputs(a, b, dim)?;
         let block = block_rows(n);
         let mut out = vec![0.0f32; n];
         let score = |(i, out): (usize, &mut [f32])| {
@@ -550,6 +538,31 @@ impl FusedMlp {
             }
         }
     }
+}
+
+/// `a` and `b` are pairs of rows of `dim` features each (shape error on `inputs` otherwise).
+fn check_pair_inputs(a: &Matrix, b: &Matrix, dim: usize) -> Result<()> {
+    let n = a.rows();
+    if a.shape() != [n, dim] || b.shape() != [n, dim] {
+        return Err(SiameseError::shape(
+            "inputs",
+            format!("two [{n}, {dim}] matrices"),
+            format!("{:?} and {:?}", a.shape(), b.shape()),
+        ));
+    }
+    Ok(())
+}
+
+/// `x` has rows of `dim` features (shape error on `what` otherwise).
+fn check_rows(x: &Matrix, dim: usize, what: &str) -> Result<()> {
+    if x.cols() != dim {
+        return Err(SiameseError::shape(
+            what,
+            format!("{dim} features per row"),
+            format!("{} features", x.cols()),
+        ));
+    }
+    Ok(())
 }
 
 /// A host encoder for inference: the fused MLP, or a convolutional encoder ([`conv`]).
