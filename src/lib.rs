@@ -23,8 +23,9 @@
 //! Modules, in the order data flows through them: [`config`] → [`data`] → [`encoder`],
 //! [`distance`], [`siamese`] (the network) → [`loss`], [`optim`], [`train`] → [`model`] (the
 //! Keras-like object) → [`io`] (model directories). For MLP encoders on the CPU, [`fused`]
-//! computes the same training step and forward pass without burn's graph (much faster;
-//! `SIAMESE_FUSED=0` turns it off).
+//! computes the same training step and forward pass without burn's graph, and it runs the
+//! inference of the common convolutional encoders too (much faster; `SIAMESE_FUSED=0` turns
+//! it off).
 
 pub mod cli;
 pub mod config;

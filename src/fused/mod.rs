@@ -27,7 +27,8 @@
 //! AVX-512 kernel (`packed`), where the CPU has AVX-512, and through `gemm` otherwise. Inputs
 //! are checked for NaN and ±∞ without a pass of their own: such a value makes every
 //! first-layer pre-activation of its row non-finite, so only a block where that happens is
-//! scanned to name the bad value.
+//! scanned to name the bad value. Convolutional encoders get host inference in [`conv`] (im2col
+//! and the same kernel); [`HostEncoder`] picks the host path a model can take.
 //!
 //! The burn module stays the source of truth: weights are read from it when a `fit` or
 //! `predict` starts and written back (same parameter ids) after every epoch. The results
