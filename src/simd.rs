@@ -1,7 +1,7 @@
 //! Run-time CPU dispatch for element-wise loops.
 //!
 //! The crate is built for the baseline x86-64 instruction set, so a plain loop is compiled
-//! for SSE2. [`multiversion!`] compiles a loop's body again for AVX2 + FMA and for AVX-512
+//! for SSE2. `multiversion!` compiles a loop's body again for AVX2 + FMA and for AVX-512
 //! and picks the widest the CPU has when called, as `gemm` does for its own kernels.
 
 /// Defines a function whose body is compiled three times — for AVX-512, for AVX2 + FMA and
