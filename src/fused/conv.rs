@@ -22,14 +22,15 @@
 //! pairs/s, 1.09× Keras 3 and 4.1× PyTorch.
 
 use super::packed::PackedDense;
-use super::{HostHead, check_pair_inputs, check_rows, read};
+use super::{HostHead, check_pair_inputs, check_rows, read, with_thread_scratch};
 use crate::data::Matrix;
 use crate::encoder::conv::{ConvEncoder, ConvLayerConfig as L, ConvModule, Padding};
 use crate::encoder::{Activation, Encoder};
 use crate::error::Result;
 use crate::siamese::SiameseNetwork;
 use crate::simd::multiversion;
-use burn::tensor::Device;
+use burn::module::Param;
+use burn::tensor::{Device, Tensor};
 use rayon::prelude::*;
 
 /// One layer of the host encoder, with the shapes it maps between.
@@ -51,8 +52,6 @@ enum Stage {
         input: [usize; 3],
         output: [usize; 3],
     },
-    /// The maps of each image become its flat row, in `[h, w, c]` order.
-    Flatten,
     /// A dense layer on flat rows (the first one's rows already in `[h, w, c]` order).
     Dense {
         layer: PackedDense,
@@ -128,10 +127,7 @@ impl FusedConv {
                             }
                         }
                     }
-                    let bias = match &m.bias {
-                        Some(b) => read(b.val().reshape([1, *filters]))?,
-                        None => vec![0.0; *filters],
-                    };
+                    let bias = read_bias(m.bias.as_ref(), *filters)?;
                     stages.push(Stage::Conv {
                         kernel: k,
                         stride: s,
@@ -165,8 +161,9 @@ impl FusedConv {
                 L::Flatten => {
                     let [h, w, c] = spatial.take()?;
                     pending_flatten = Some([h, w, c]);
+                    // The channels-last maps of each image already are its flat row; the
+                    // next dense layer's rows are permuted to match.
                     flat = h * w * c;
-                    stages.push(Stage::Flatten);
                 }
                 L::Dense { units, activation } => {
                     let Some(ConvModule::Dense(m)) = modules.next() else {
@@ -201,10 +198,7 @@ impl FusedConv {
                         }
                         weight = permuted;
                     }
-                    let bias = match &m.bias {
-                        Some(b) => read(b.val().reshape([1, *units]))?,
-                        None => vec![0.0; *units],
-                    };
+                    let bias = read_bias(m.bias.as_ref(), *units)?;
                     stages.push(Stage::Dense {
                         layer: PackedDense::new(&weight, &bias, flat, *units)?,
                         activation: *activation,
@@ -244,13 +238,7 @@ impl FusedConv {
     /// Embeds `rows` images of `x` (each `[c, h, w]`, as burn reads a row) into `out`
     /// (`[rows, output_dim]`), on this thread, in this thread's scratch buffers.
     fn embed_block(&self, x: &[f32], rows: usize, out: &mut [f32]) {
-        thread_local! {
-            static SCRATCH: std::cell::RefCell<[Vec<f32>; 3]> = Default::default();
-        }
-        SCRATCH.with(|scratch| {
-            let [a, b, cols] = &mut *scratch.borrow_mut();
-            self.embed_in(x, rows, out, a, b, cols);
-        });
+        with_thread_scratch(|[a, b, cols]| self.embed_in(x, rows, out, a, b, cols));
     }
 
     fn embed_in(
@@ -262,6 +250,9 @@ impl FusedConv {
         b: &mut Vec<f32>,
         cols: &mut Vec<f32>,
     ) {
+        if rows == 0 {
+            return;
+        }
         // The rows, `[c, h, w]` each, to channels-last `[h, w, c]`.
         let [h, w, c] = self.input;
         let size = h * w * c;
@@ -273,7 +264,6 @@ impl FusedConv {
                 }
             }
         }
-        let mut width = size;
         for stage in &self.stages {
             match stage {
                 Stage::Conv {
@@ -295,7 +285,6 @@ impl FusedConv {
                         layer.forward(cols, ho * wo, dst, *relu);
                     }
                     std::mem::swap(a, b);
-                    width = ho * wo * co;
                 }
                 Stage::Pool {
                     size,
@@ -311,10 +300,7 @@ impl FusedConv {
                         max_pool(src, dst, [wi, ci], [ho, wo], [*size, *stride]);
                     }
                     std::mem::swap(a, b);
-                    width = ho * wo * ci;
                 }
-                // The channels-last maps of each image already are its flat row.
-                Stage::Flatten => {}
                 Stage::Dense {
                     layer,
                     activation,
@@ -330,9 +316,9 @@ impl FusedConv {
                         _ => {}
                     }
                     std::mem::swap(a, b);
-                    width = *units;
                 }
                 Stage::L2Normalize => {
+                    let width = a.len() / rows;
                     for e in a.chunks_exact_mut(width) {
                         let norm = e.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
                         e.iter_mut().for_each(|v| *v /= norm);
@@ -377,6 +363,14 @@ impl FusedConv {
             head.score_rows(ea, eb, emb, out);
         });
         Ok(out)
+    }
+}
+
+/// A layer's `n` biases on the host, zeros when it has none.
+fn read_bias(bias: Option<&Param<Tensor<1>>>, n: usize) -> Option<Vec<f32>> {
+    match bias {
+        Some(b) => read(b.val().reshape([1, n])),
+        None => Some(vec![0.0; n]),
     }
 }
 

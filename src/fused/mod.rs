@@ -433,18 +433,14 @@ impl FusedMlp {
         extra: usize,
         f: impl FnOnce(&mut [f32], &mut [f32], &mut [f32]) -> R,
     ) -> R {
-        thread_local! {
-            static SCRATCH: std::cell::RefCell<[Vec<f32>; 3]> = Default::default();
-        }
         let sizes = [rows * self.widest(), rows * self.widest(), extra];
-        SCRATCH.with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
+        with_thread_scratch(|scratch| {
             for (buf, &len) in scratch.iter_mut().zip(&sizes) {
                 if buf.len() < len {
                     buf.resize(len, 0.0);
                 }
             }
-            let [s0, s1, s2] = &mut *scratch;
+            let [s0, s1, s2] = scratch;
             f(&mut s0[..sizes[0]], &mut s1[..sizes[1]], &mut s2[..extra])
         })
     }
@@ -601,6 +597,16 @@ impl HostEncoder {
             Self::Conv(c) => c.embed(x, what),
         }
     }
+}
+
+/// Runs `f` with this thread's three inference scratch buffers, kept between calls so that
+/// repeated `predict` calls neither allocate nor zero them (shared by the MLP and conv host
+/// encoders; `f` must not call back into another user of the scratch).
+fn with_thread_scratch<R>(f: impl FnOnce(&mut [Vec<f32>; 3]) -> R) -> R {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<[Vec<f32>; 3]> = Default::default();
+    }
+    SCRATCH.with(|scratch| f(&mut scratch.borrow_mut()))
 }
 
 /// Blocks of at most this many pairs are embedded as one stacked `[a; b]` pass.
