@@ -205,7 +205,7 @@ impl Siamese {
     /// flattened).
     pub fn predict(&self, a: &Matrix, b: &Matrix) -> Result<Vec<f32>> {
         check_pair_shapes(a, b, None, self.input_dim())?;
-        // The fused path checks each block for NaN and ±∞ as it reads it.
+        // The host encoders of `fused` check their inputs for NaN and ±∞ themselves.
         if self.fused_host().is_none() {
             a.check_finite("input a")?;
             b.check_finite("input b")?;
