@@ -8,6 +8,7 @@
 //! ```text
 //! W [fan_in, fan_out]  →  panels of 64 columns, each [fan_in, 64] contiguous and 64-byte aligned
 //! tile: 6 rows × 64 columns = 24 AVX-512 accumulators;  for k in 0..fan_in: acc[r] += x[r,k]·W[k,:]
+//!       (full tiles run this loop in assembly, 4 steps per turn: tile_6x64_steps!)
 //! epilogue: z = acc + b;  flag any non-finite z;  out = z < 0 ? 0 : z  (ReLU that keeps NaN)
 //! order: a panel that fits in L1 (fan_in ≤ 128) is loaded once and every tile of rows passes
 //!        through it; a larger one is read from L2 by each tile, which then goes through all
@@ -190,6 +191,137 @@ fn avx512() -> bool {
     }
 }
 
+/// One step of a 6 × 64 tile in assembly: load the step's 4 weight lines (at byte `$w` of
+/// the panel pointer), then for each of the 6 rows broadcast `x[r, k]` (at byte `$x` past
+/// `row[r] + 4·i`) and add its products into the row's 4 accumulators.
+#[cfg(target_arch = "x86_64")]
+macro_rules! step_6x64 {
+    ($w0:literal, $w1:literal, $w2:literal, $w3:literal, $x:literal) => {
+        concat!(
+            "vmovaps {b0}, zmmword ptr [{w} + ",
+            $w0,
+            "]\n",
+            "vmovaps {b1}, zmmword ptr [{w} + ",
+            $w1,
+            "]\n",
+            "vmovaps {b2}, zmmword ptr [{w} + ",
+            $w2,
+            "]\n",
+            "vmovaps {b3}, zmmword ptr [{w} + ",
+            $w3,
+            "]\n",
+            row_6x64!("{r0}", "{a0}", "{c00}", "{c01}", "{c02}", "{c03}", $x),
+            row_6x64!("{r1}", "{a1}", "{c10}", "{c11}", "{c12}", "{c13}", $x),
+            row_6x64!("{r2}", "{a0}", "{c20}", "{c21}", "{c22}", "{c23}", $x),
+            row_6x64!("{r3}", "{a1}", "{c30}", "{c31}", "{c32}", "{c33}", $x),
+            row_6x64!("{r4}", "{a0}", "{c40}", "{c41}", "{c42}", "{c43}", $x),
+            row_6x64!("{r5}", "{a1}", "{c50}", "{c51}", "{c52}", "{c53}", $x),
+        )
+    };
+}
+
+/// One row of [`step_6x64!`]: a broadcast and 4 fused multiply-adds.
+#[cfg(target_arch = "x86_64")]
+macro_rules! row_6x64 {
+    ($r:literal, $a:literal, $c0:literal, $c1:literal, $c2:literal, $c3:literal, $x:literal) => {
+        concat!(
+            "vbroadcastss ",
+            $a,
+            ", dword ptr [",
+            $r,
+            " + {i}*4 + ",
+            $x,
+            "]\n",
+            "vfmadd231ps ",
+            $c0,
+            ", ",
+            $a,
+            ", {b0}\n",
+            "vfmadd231ps ",
+            $c1,
+            ", ",
+            $a,
+            ", {b1}\n",
+            "vfmadd231ps ",
+            $c2,
+            ", ",
+            $a,
+            ", {b2}\n",
+            "vfmadd231ps ",
+            $c3,
+            ", ",
+            $a,
+            ", {b3}\n",
+        )
+    };
+}
+
+/// `$groups` (≥ 1) groups of 4 steps of a full 6 × 64 tile from step `$kk`: the same fused
+/// multiply-adds, in the same order, as the generic loop of [`Tile::run`], written out in
+/// assembly because the compiler's version of this loop spent a quarter of the vector ports'
+/// slots on counting (5 scalar instructions per 24 FMAs) and could not be unrolled without
+/// spilling the 24 accumulators. Here the loop counts once per 96 FMAs.
+///
+/// # Safety
+/// AVX-512F; `$row[r] + $kk + 4·$groups` stays inside row `r` for all 6 rows, and `$w` holds
+/// `4·$groups` steps of 4 aligned lines.
+#[cfg(target_arch = "x86_64")]
+macro_rules! tile_6x64_steps {
+    ($acc:ident, $row:ident, $kk:expr, $w:expr, $groups:expr) => {
+        std::arch::asm!(
+            "2:",
+            step_6x64!(0, 64, 128, 192, 0),
+            step_6x64!(256, 320, 384, 448, 4),
+            step_6x64!(512, 576, 640, 704, 8),
+            step_6x64!(768, 832, 896, 960, 12),
+            "add {i}, 4",
+            "add {w}, 1024",
+            "dec {n}",
+            "jnz 2b",
+            c00 = inout(zmm_reg) $acc[0][0],
+            c01 = inout(zmm_reg) $acc[0][1],
+            c02 = inout(zmm_reg) $acc[0][2],
+            c03 = inout(zmm_reg) $acc[0][3],
+            c10 = inout(zmm_reg) $acc[1][0],
+            c11 = inout(zmm_reg) $acc[1][1],
+            c12 = inout(zmm_reg) $acc[1][2],
+            c13 = inout(zmm_reg) $acc[1][3],
+            c20 = inout(zmm_reg) $acc[2][0],
+            c21 = inout(zmm_reg) $acc[2][1],
+            c22 = inout(zmm_reg) $acc[2][2],
+            c23 = inout(zmm_reg) $acc[2][3],
+            c30 = inout(zmm_reg) $acc[3][0],
+            c31 = inout(zmm_reg) $acc[3][1],
+            c32 = inout(zmm_reg) $acc[3][2],
+            c33 = inout(zmm_reg) $acc[3][3],
+            c40 = inout(zmm_reg) $acc[4][0],
+            c41 = inout(zmm_reg) $acc[4][1],
+            c42 = inout(zmm_reg) $acc[4][2],
+            c43 = inout(zmm_reg) $acc[4][3],
+            c50 = inout(zmm_reg) $acc[5][0],
+            c51 = inout(zmm_reg) $acc[5][1],
+            c52 = inout(zmm_reg) $acc[5][2],
+            c53 = inout(zmm_reg) $acc[5][3],
+            b0 = out(zmm_reg) _,
+            b1 = out(zmm_reg) _,
+            b2 = out(zmm_reg) _,
+            b3 = out(zmm_reg) _,
+            a0 = out(zmm_reg) _,
+            a1 = out(zmm_reg) _,
+            r0 = in(reg) $row[0],
+            r1 = in(reg) $row[1],
+            r2 = in(reg) $row[2],
+            r3 = in(reg) $row[3],
+            r4 = in(reg) $row[4],
+            r5 = in(reg) $row[5],
+            i = inout(reg) $kk => _,
+            w = inout(reg) $w => _,
+            n = inout(reg) $groups => _,
+            options(nostack, readonly),
+        )
+    };
+}
+
 /// One tile: up to 6 rows × one panel of up to 64 columns.
 struct Tile {
     k: usize,
@@ -233,9 +365,10 @@ impl Tile {
     /// AVX-512F; `x` holds `rows` rows of `k` values (row stride `k`), `w` holds `k` steps of
     /// `NZ` aligned lines, `bias` `width` values, and `out` `rows` rows of `width` values (row
     /// stride `ldo`).
-    // Indexed loops over constant bounds and one flat loop over k: other shapes of this loop
-    // (iterators, a nested loop per cache line) kept the accumulators in memory and stored
-    // them on every step (seen in the disassembly; twice as slow).
+    // Full 6 × 64 tiles (nearly all the work) run their steps in `tile_6x64_steps!`. The
+    // generic loop keeps indexed loops over constant bounds and one flat loop over k: other
+    // shapes (iterators, a nested loop per cache line, unrolling k) kept the accumulators in
+    // memory and stored them on every step (seen in the disassembly; twice as slow).
     #[allow(clippy::needless_range_loop)]
     #[inline(never)]
     #[target_feature(enable = "avx512f")]
@@ -247,18 +380,39 @@ impl Tile {
         let mut acc = [[_mm512_setzero_ps(); NZ]; R];
         let mut w = self.w;
         let (ahead, next, next_rows) = (self.ahead, self.next, self.next_rows);
-        for kk in 0..k {
+        let prefetch = |kk: usize| {
+            if ahead {
+                for r in row {
+                    _mm_prefetch::<_MM_HINT_T0>(r.wrapping_add(kk + 8 * LANES).cast());
+                }
+            } else {
+                for r in 0..next_rows {
+                    _mm_prefetch::<_MM_HINT_T1>(next.wrapping_add(r * k + kk).cast());
+                }
+            }
+        };
+        let mut kk = 0;
+        if R == MR && NZ == 4 {
+            while kk + LANES <= k {
+                prefetch(kk);
+                // SAFETY: the 16 steps from `kk` lie inside the rows and the panel.
+                unsafe { tile_6x64_steps!(acc, row, kk, w, LANES / 4) };
+                kk += LANES;
+                w = w.wrapping_add(LANES * NZ * LANES);
+            }
+            let groups = (k - kk) / 4;
+            if groups > 0 {
+                prefetch(kk);
+                // SAFETY: the `4·groups ≤ k − kk` steps lie inside the rows and the panel.
+                unsafe { tile_6x64_steps!(acc, row, kk, w, groups) };
+                kk += 4 * groups;
+                w = w.wrapping_add(4 * groups * NZ * LANES);
+            }
+        }
+        while kk < k {
             // One cache line of each row per 16 steps: prefetch once per line.
             if kk % LANES == 0 {
-                if ahead {
-                    for r in row {
-                        _mm_prefetch::<_MM_HINT_T0>(r.wrapping_add(kk + 8 * LANES).cast());
-                    }
-                } else {
-                    for r in 0..next_rows {
-                        _mm_prefetch::<_MM_HINT_T1>(next.wrapping_add(r * k + kk).cast());
-                    }
-                }
+                prefetch(kk);
             }
             // SAFETY: `kk < k` and the step's `NZ` lines lie inside the panel.
             unsafe {
@@ -274,29 +428,34 @@ impl Tile {
                 }
                 w = w.add(NZ * LANES);
             }
+            kk += 1;
         }
         let zero = _mm512_setzero_ps();
-        let mut bad: __mmask16 = 0;
+        // `z·0` is ±0 when `z` is finite and NaN when it is not, and a NaN stays in the
+        // row's running check: one FMA per register instead of a compare and a mask.
+        let mut check = [zero; R];
         for j in 0..NZ {
             let cols = (self.width - j * LANES).min(LANES);
             let mask: __mmask16 = if cols == LANES { !0 } else { (1 << cols) - 1 };
-            // SAFETY: `mask` covers the panel's columns only.
+            // SAFETY: `mask` covers the panel's columns only (the others are 0 in `acc`).
             let b = unsafe { _mm512_maskz_loadu_ps(mask, self.bias.add(j * LANES)) };
             for (r, acc) in acc.iter().enumerate().take(self.rows) {
                 let mut z = _mm512_add_ps(acc[j], b);
-                // z − z is 0 exactly when z is finite.
-                let d = _mm512_sub_ps(z, z);
-                bad |= mask & !_mm512_cmp_ps_mask::<_CMP_EQ_OQ>(d, zero);
+                check[r] = _mm512_fmadd_ps(z, zero, check[r]);
                 if self.relu {
-                    // `z < 0 ? 0 : z`: keeps NaN (and −0), as the scalar path does.
-                    let negative = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(z, zero);
-                    z = _mm512_mask_mov_ps(z, negative, zero);
+                    // `0 > z ? 0 : z`, i.e. `z < 0 ? 0 : z`: keeps NaN (and −0), as the
+                    // scalar path does (`max` returns its second operand on NaN).
+                    z = _mm512_max_ps(zero, z);
                 }
                 // SAFETY: row `r < rows` of the output, the panel's columns only.
                 unsafe {
                     _mm512_mask_storeu_ps(self.out.add(r * self.ldo + j * LANES), mask, z);
                 }
             }
+        }
+        let mut bad: __mmask16 = 0;
+        for c in check.iter().take(self.rows) {
+            bad |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(*c, *c);
         }
         bad == 0
     }
@@ -341,7 +500,8 @@ mod tests {
             eprintln!("skipped: this CPU has no AVX-512, so the packed kernel is never used");
             return;
         }
-        // Panels of 1–4 registers with partial last registers, row tails 1–5, any fan_in.
+        // Panels of 1–4 registers with partial last registers, row tails 1–5, any fan_in (the
+        // assembly steps of full tiles: whole lines of 16, groups of 4, single steps after).
         for (k, n) in [
             (1, 1),
             (5, 17),
@@ -349,7 +509,9 @@ mod tests {
             (100, 65),
             (128, 128),
             (7, 130),
+            (21, 64),
             (784, 48),
+            (784, 64),
         ] {
             for rows in [1, 2, 5, 6, 7, 13] {
                 let (x, w, b) = (values(rows * k, 1), values(k * n, 2), values(n, 3));
@@ -376,14 +538,15 @@ mod tests {
     }
 
     /// Each output is the same chain of operations wherever its row falls (full tile, tail
-    /// tile, alone): results are bit-identical however a batch is split.
+    /// tile, alone): results are bit-identical however a batch is split. (Full tiles run in
+    /// assembly, single rows in the generic loop: this also checks the two agree bit for bit.)
     #[test]
     fn outputs_do_not_depend_on_how_rows_are_split() {
         if !avx512() {
             eprintln!("skipped: this CPU has no AVX-512, so the packed kernel is never used");
             return;
         }
-        for (k, n) in [(100, 128), (784, 70)] {
+        for (k, n) in [(100, 128), (784, 70), (7, 64), (21, 64)] {
             let rows = 13;
             let (x, w, b) = (values(rows * k, 7), values(k * n, 8), values(n, 9));
             let layer = PackedDense::new(&w, &b, k, n).unwrap();
