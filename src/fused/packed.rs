@@ -195,21 +195,14 @@ fn avx512() -> bool {
 /// the panel pointer), then for each of the 6 rows broadcast `x[r, k]` (at byte `$x` past
 /// `row[r] + 4·i`) and add its products into the row's 4 accumulators.
 #[cfg(target_arch = "x86_64")]
+#[rustfmt::skip]
 macro_rules! step_6x64 {
     ($w0:literal, $w1:literal, $w2:literal, $w3:literal, $x:literal) => {
         concat!(
-            "vmovaps {b0}, zmmword ptr [{w} + ",
-            $w0,
-            "]\n",
-            "vmovaps {b1}, zmmword ptr [{w} + ",
-            $w1,
-            "]\n",
-            "vmovaps {b2}, zmmword ptr [{w} + ",
-            $w2,
-            "]\n",
-            "vmovaps {b3}, zmmword ptr [{w} + ",
-            $w3,
-            "]\n",
+            "vmovaps {b0}, zmmword ptr [{w} + ", $w0, "]\n",
+            "vmovaps {b1}, zmmword ptr [{w} + ", $w1, "]\n",
+            "vmovaps {b2}, zmmword ptr [{w} + ", $w2, "]\n",
+            "vmovaps {b3}, zmmword ptr [{w} + ", $w3, "]\n",
             row_6x64!("{r0}", "{a0}", "{c00}", "{c01}", "{c02}", "{c03}", $x),
             row_6x64!("{r1}", "{a1}", "{c10}", "{c11}", "{c12}", "{c13}", $x),
             row_6x64!("{r2}", "{a0}", "{c20}", "{c21}", "{c22}", "{c23}", $x),
@@ -222,36 +215,15 @@ macro_rules! step_6x64 {
 
 /// One row of [`step_6x64!`]: a broadcast and 4 fused multiply-adds.
 #[cfg(target_arch = "x86_64")]
+#[rustfmt::skip]
 macro_rules! row_6x64 {
     ($r:literal, $a:literal, $c0:literal, $c1:literal, $c2:literal, $c3:literal, $x:literal) => {
         concat!(
-            "vbroadcastss ",
-            $a,
-            ", dword ptr [",
-            $r,
-            " + {i}*4 + ",
-            $x,
-            "]\n",
-            "vfmadd231ps ",
-            $c0,
-            ", ",
-            $a,
-            ", {b0}\n",
-            "vfmadd231ps ",
-            $c1,
-            ", ",
-            $a,
-            ", {b1}\n",
-            "vfmadd231ps ",
-            $c2,
-            ", ",
-            $a,
-            ", {b2}\n",
-            "vfmadd231ps ",
-            $c3,
-            ", ",
-            $a,
-            ", {b3}\n",
+            "vbroadcastss ", $a, ", dword ptr [", $r, " + {i}*4 + ", $x, "]\n",
+            "vfmadd231ps ", $c0, ", ", $a, ", {b0}\n",
+            "vfmadd231ps ", $c1, ", ", $a, ", {b1}\n",
+            "vfmadd231ps ", $c2, ", ", $a, ", {b2}\n",
+            "vfmadd231ps ", $c3, ", ", $a, ", {b3}\n",
         )
     };
 }
