@@ -8,15 +8,20 @@
 //! ```text
 //! conv k×k, stride s:  cols[(y, x), (i, j, c)] = a[(s·y + i, s·x + j), c]      (im2col, NHWC)
 //!                      a' = act(cols · W + b)          W[(i, j, c), o] = W_burn[o, c, i, j]
+//!                      same padding: a is 0 outside the image, which is offset by burn's
+//!                      padding (⌊total / 2⌋ above and left, the rest below and right)
+//! batch norm:          a' = a·scale + shift per channel (or feature), scale = γ / √(var + ε),
+//!                      shift = β − mean·scale: the running statistics, as in burn's inference
 //! max-pool p, stride s: a'[(y, x), c] = max_{i, j < p} a[(s·y + i, s·x + j), c]
-//! flatten + dense:     e = act(flat · W + b), the rows of W permuted once from burn's
-//!                      [c, h, w] flattening order to [h, w, c]
+//! flatten + dense:     e = act(flat · W + b), the rows of W (and a batch norm's features)
+//!                      permuted once from burn's [c, h, w] flattening order to [h, w, c]
 //! l2-normalise:        e / max(‖e‖, 1e-12);   dropout: identity (inference)
 //! ```
 //!
-//! Valid-padding convolutions with ReLU or linear activations, max-pooling, dropout, flatten,
-//! dense layers (ReLU, linear, sigmoid, tanh) and l2-normalisation are covered: the `faces` and
-//! `koch-cpu` presets. Anything else (same padding, batch norm, …) keeps the burn path.
+//! Valid- and same-padding convolutions with ReLU or linear activations, batch norm (on maps,
+//! after flatten or after a dense layer), max-pooling, dropout, flatten, dense layers (ReLU,
+//! linear, sigmoid, tanh) and l2-normalisation are covered: every preset (`faces`, `koch-cpu`,
+//! `signatures`, `koch2015`). Anything else (a sigmoid convolution, …) keeps the burn path.
 //! Results match burn's forward pass to float rounding (`tests`). On the `faces` preset
 //! (`bench/run.py --only conv`, run 7 of BENCHMARKS.md) predict went from 1,229 to 6,858
 //! pairs/s, 1.09× Keras 3 and 4.1× PyTorch.
@@ -40,11 +45,17 @@ enum Stage {
     Conv {
         kernel: usize,
         stride: usize,
+        /// Same padding: the zero rows above and columns left of the input (the rest of the
+        /// padding is below and right); `None` for valid padding.
+        pad: Option<[usize; 2]>,
         input: [usize; 3],
         output: [usize; 3],
         layer: PackedDense,
         relu: bool,
     },
+    /// Batch norm in inference: `v·scale[i mod n] + shift[i mod n]` along each image's values
+    /// (`n` channels of channels-last maps, or the features of a flat row).
+    Affine { scale: Vec<f32>, shift: Vec<f32> },
     /// Max-pooling: `[h, w, c] → [ho, wo, c]`.
     Pool {
         size: usize,
@@ -104,7 +115,7 @@ impl FusedConv {
                     filters,
                     kernel,
                     stride,
-                    padding: Padding::Valid,
+                    padding,
                     activation: activation @ (Activation::Relu | Activation::Linear),
                 } => {
                     let Some(ConvModule::Conv(m)) = modules.next() else {
@@ -112,7 +123,21 @@ impl FusedConv {
                     };
                     let [h, w, c] = spatial?;
                     let (k, s) = (*kernel, *stride);
-                    let output = [(h - k) / s + 1, (w - k) / s + 1, *filters];
+                    // burn's same padding: the output is ⌈size / s⌉, the padding it needs
+                    // split with the smaller half first.
+                    let pads = |size: usize| match padding {
+                        Padding::Valid => [0, 0],
+                        Padding::Same => {
+                            let total = ((size.div_ceil(s) - 1) * s + k).saturating_sub(size);
+                            [total / 2, total - total / 2]
+                        }
+                    };
+                    let ([top, bottom], [left, right]) = (pads(h), pads(w));
+                    let (hp, wp) = (h + top + bottom, w + left + right);
+                    if hp < k || wp < k {
+                        return None;
+                    }
+                    let output = [(hp - k) / s + 1, (wp - k) / s + 1, *filters];
                     // burn: [c_out, c_in, k, k] → ours: [(i, j, c), o].
                     let burn_w = read(m.weight.val().reshape([*filters, c * k * k]))?;
                     let mut kernel_rows = vec![0.0f32; k * k * c * filters];
@@ -131,6 +156,7 @@ impl FusedConv {
                     stages.push(Stage::Conv {
                         kernel: k,
                         stride: s,
+                        pad: (*padding == Padding::Same).then_some([top, left]),
                         input: [h, w, c],
                         output,
                         layer: PackedDense::new(&kernel_rows, &bias, k * k * c, *filters)?,
@@ -157,6 +183,41 @@ impl FusedConv {
                     let Some(ConvModule::Drop(_)) = modules.next() else {
                         return None;
                     };
+                }
+                L::BatchNorm => {
+                    let Some(ConvModule::Norm(m)) = modules.next() else {
+                        return None;
+                    };
+                    // Inference: (v − mean) / √(var + ε) · γ + β = v·scale + shift.
+                    let n = m.gamma.val().dims()[0];
+                    let values = |t: Tensor<1>| read(t.reshape([1, n]));
+                    let (gamma, beta) = (values(m.gamma.val())?, values(m.beta.val())?);
+                    let mean = values(m.running_mean.value())?;
+                    let var = values(m.running_var.value())?;
+                    let scale: Vec<f32> = (0..n)
+                        .map(|i| gamma[i] / (var[i] + m.epsilon as f32).sqrt())
+                        .collect();
+                    let shift: Vec<f32> = (0..n).map(|i| beta[i] - mean[i] * scale[i]).collect();
+                    let (scale, shift) = match (spatial, pending_flatten) {
+                        (Some([_, _, c]), _) if c == n => (scale, shift),
+                        // After flatten: burn's features are in [c, h, w] order, ours in
+                        // [h, w, c].
+                        (None, Some([h, w, c])) if h * w * c == n => {
+                            let order = |v: &[f32]| {
+                                let mut out = vec![0.0f32; n];
+                                for ci in 0..c {
+                                    for p in 0..h * w {
+                                        out[p * c + ci] = v[ci * h * w + p];
+                                    }
+                                }
+                                out
+                            };
+                            (order(&scale), order(&shift))
+                        }
+                        (None, None) if flat == n => (scale, shift),
+                        _ => return None,
+                    };
+                    stages.push(Stage::Affine { scale, shift });
                 }
                 L::Flatten => {
                     let [h, w, c] = spatial.take()?;
@@ -269,6 +330,7 @@ impl FusedConv {
                 Stage::Conv {
                     kernel,
                     stride,
+                    pad,
                     input,
                     output,
                     layer,
@@ -281,10 +343,28 @@ impl FusedConv {
                     b.resize(rows * ho * wo * co, 0.0);
                     let images = a.chunks_exact(hi * wi * ci);
                     for (image, dst) in images.zip(b.chunks_exact_mut(ho * wo * co)) {
-                        im2col(image, cols, [wi, ci], [ho, wo], [*kernel, *stride]);
+                        match *pad {
+                            None => im2col(image, cols, [wi, ci], [ho, wo], [*kernel, *stride]),
+                            Some(pad) => im2col_padded(
+                                image,
+                                cols,
+                                *input,
+                                [ho, wo],
+                                [*kernel, *stride],
+                                pad,
+                            ),
+                        }
                         layer.forward(cols, ho * wo, dst, *relu);
                     }
                     std::mem::swap(a, b);
+                }
+                Stage::Affine { scale, shift } => {
+                    // `a` holds exactly `rows` images (every stage resizes it).
+                    for v in a.chunks_exact_mut(scale.len()) {
+                        for ((v, s), t) in v.iter_mut().zip(scale).zip(shift) {
+                            *v = *v * s + t;
+                        }
+                    }
                 }
                 Stage::Pool {
                     size,
@@ -394,6 +474,45 @@ multiversion! {
     }
 }
 
+/// [`im2col`] with zero padding (same-padding convolutions): input pixel `(s·y + i − top,
+/// s·x + j − left)`, 0 outside the image (`input`: height, width and channels; `pad`: top
+/// and left).
+fn im2col_padded(
+    image: &[f32],
+    cols: &mut [f32],
+    input: [usize; 3],
+    output: [usize; 2],
+    window: [usize; 2],
+    pad: [usize; 2],
+) {
+    let ([hi, wi, ci], [ho, wo], [k, s], [top, left]) = (input, output, window, pad);
+    let (span, fan_in) = (k * ci, k * k * ci);
+    for y in 0..ho {
+        for x in 0..wo {
+            let row = &mut cols[(y * wo + x) * fan_in..][..fan_in];
+            // Kernel columns j in `lo..hi_j` fall inside the image's columns.
+            let x0 = (s * x) as isize - left as isize;
+            let lo = (-x0).clamp(0, k as isize) as usize;
+            let hi_j = (wi as isize - x0).clamp(lo as isize, k as isize) as usize;
+            for i in 0..k {
+                let to = &mut row[i * span..][..span];
+                let yy = (s * y + i) as isize - top as isize;
+                if yy < 0 || yy >= hi as isize {
+                    to.fill(0.0);
+                    continue;
+                }
+                to[..lo * ci].fill(0.0);
+                to[hi_j * ci..].fill(0.0);
+                if hi_j > lo {
+                    let from = (yy as usize * wi) as isize + x0 + lo as isize;
+                    let from = &image[from as usize * ci..][..(hi_j - lo) * ci];
+                    to[lo * ci..hi_j * ci].copy_from_slice(from);
+                }
+            }
+        }
+    }
+}
+
 multiversion! {
     /// Max-pooling of one channels-last image (`input`: width and channels; `output`: height
     /// and width; `window`: side and stride), `m = v > m ? v : m` so that it vectorises.
@@ -427,7 +546,7 @@ mod tests {
     use crate::encoder::EncoderConfig;
     use crate::encoder::conv::ConvEncoderConfig;
     use crate::siamese::SiameseConfig;
-    use burn::module::Module;
+    use burn::module::{Module, RunningState};
 
     fn network(encoder: ConvEncoderConfig, seed: u64) -> SiameseNetwork {
         let config = SiameseConfig {
@@ -481,15 +600,38 @@ mod tests {
             ]}"#,
         )
         .unwrap();
+        // Same padding (odd and even kernels), batch norm on maps, after flatten and after a
+        // dense layer.
+        let padded: ConvEncoderConfig = serde_json::from_str(
+            r#"{"width": 9, "height": 7, "channels": 2, "layers": [
+                {"type": "conv2d", "filters": 3, "kernel": 3, "padding": "same"},
+                {"type": "batch_norm"},
+                {"type": "conv2d", "filters": 4, "kernel": 2, "padding": "same",
+                 "activation": "linear"},
+                {"type": "max_pool2d", "size": 2},
+                {"type": "flatten"},
+                {"type": "batch_norm"},
+                {"type": "dense", "units": 5, "activation": "relu"},
+                {"type": "batch_norm"},
+                {"type": "dense", "units": 4, "activation": "linear"}
+            ]}"#,
+        )
+        .unwrap();
         for (name, encoder) in [
             ("faces", ConvEncoderConfig::preset("faces", 46, 56).unwrap()),
             (
                 "koch-cpu",
                 ConvEncoderConfig::preset("koch-cpu", 52, 52).unwrap(),
             ),
+            (
+                "signatures",
+                ConvEncoderConfig::preset("signatures", 64, 32).unwrap(),
+            ),
             ("custom", custom),
+            ("padded", padded),
         ] {
-            let net = network(encoder, 7);
+            let mut net = network(encoder, 7);
+            set_batch_norm_statistics(&mut net);
             let host = FusedConv::for_inference(&net).unwrap();
             let (a, b) = (
                 images(11, host.input_dim(), 1),
@@ -527,15 +669,35 @@ mod tests {
                 "{err}"
             );
         }
-        let same: ConvEncoderConfig = serde_json::from_str(
+        let sigmoid_conv: ConvEncoderConfig = serde_json::from_str(
             r#"{"width": 8, "height": 8, "layers": [
-                {"type": "conv2d", "filters": 4, "kernel": 3, "padding": "same"},
+                {"type": "conv2d", "filters": 4, "kernel": 3, "activation": "sigmoid"},
                 {"type": "flatten"}
             ]}"#,
         )
         .unwrap();
-        assert!(FusedConv::for_inference(&network(same, 0)).is_none());
-        let signatures = ConvEncoderConfig::preset("signatures", 64, 32).unwrap();
-        assert!(FusedConv::for_inference(&network(signatures, 0)).is_none());
+        assert!(FusedConv::for_inference(&network(sigmoid_conv, 0)).is_none());
+    }
+
+    /// Gives every batch norm of `net` running statistics and an affine map far from the
+    /// identity of a fresh layer, so that the test sees them.
+    fn set_batch_norm_statistics(net: &mut SiameseNetwork) {
+        let Encoder::Conv(encoder) = &mut net.encoder else {
+            return;
+        };
+        let device = Device::flex();
+        let vector = |n: usize, f: &dyn Fn(usize) -> f32| -> Tensor<1> {
+            let values = Matrix::new(1, n, (0..n).map(f).collect()).unwrap();
+            crate::data::to_tensor(&values, &device).reshape([n])
+        };
+        for m in &mut encoder.modules {
+            if let ConvModule::Norm(bn) = m {
+                let n = bn.gamma.val().dims()[0];
+                bn.gamma = Param::from_tensor(vector(n, &|i| 0.5 + 0.3 * i as f32));
+                bn.beta = Param::from_tensor(vector(n, &|i| 0.2 - 0.1 * i as f32));
+                bn.running_mean = RunningState::new(vector(n, &|i| 0.05 * i as f32 - 0.1));
+                bn.running_var = RunningState::new(vector(n, &|i| 0.3 + 0.2 * i as f32));
+            }
+        }
     }
 }
