@@ -24,7 +24,8 @@
 //! `signatures`, `koch2015`). Anything else (a sigmoid convolution, …) keeps the burn path.
 //! Results match burn's forward pass to float rounding (`tests`). On the `faces` preset
 //! (`bench/run.py --only conv`, run 7 of BENCHMARKS.md) predict went from 1,229 to 6,858
-//! pairs/s, 1.09× Keras 3 and 4.1× PyTorch.
+//! pairs/s, 1.09× Keras 3 and 4.1× PyTorch; 7,319 pairs/s in run 10 (1.7× Keras, 5.1×
+//! PyTorch).
 
 use super::packed::PackedDense;
 use super::{HostHead, check_pair_inputs, check_rows, read, with_thread_scratch};
