@@ -203,14 +203,10 @@ impl FusedConv {
                         (Some([_, _, c]), _) if c == n => (scale, shift),
                         // After flatten: burn's features are in [c, h, w] order, ours in
                         // [h, w, c].
-                        (None, Some([h, w, c])) if h * w * c == n => {
+                        (None, Some(chw)) if chw.iter().product::<usize>() == n => {
                             let order = |v: &[f32]| {
                                 let mut out = vec![0.0f32; n];
-                                for ci in 0..c {
-                                    for p in 0..h * w {
-                                        out[p * c + ci] = v[ci * h * w + p];
-                                    }
-                                }
+                                chw_to_hwc(v, &mut out, chw, 1);
                                 out
                             };
                             (order(&scale), order(&shift))
@@ -245,19 +241,9 @@ impl FusedConv {
                     }
                     // burn's Linear weight is [in, out], rows in burn's flattening order.
                     let mut weight = read(m.weight.val())?;
-                    if let Some([h, w, c]) = pending_flatten.take() {
+                    if let Some(chw) = pending_flatten.take() {
                         let mut permuted = vec![0.0f32; weight.len()];
-                        for ci in 0..c {
-                            for y in 0..h {
-                                for x in 0..w {
-                                    let burn_row = (ci * h + y) * w + x;
-                                    let row = (y * w + x) * c + ci;
-                                    permuted[row * units..(row + 1) * units].copy_from_slice(
-                                        &weight[burn_row * units..(burn_row + 1) * units],
-                                    );
-                                }
-                            }
-                        }
+                        chw_to_hwc(&weight, &mut permuted, chw, *units);
                         weight = permuted;
                     }
                     let bias = read_bias(m.bias.as_ref(), *units)?;
@@ -317,18 +303,13 @@ impl FusedConv {
         }
         // The rows, `[c, h, w]` each, to channels-last `[h, w, c]`. `a` holds `len` values:
         // the block's images after the stages so far.
-        let [h, w, c] = self.input;
-        let size = h * w * c;
+        let size = self.input_dim();
         let mut len = rows * size;
         for (src, dst) in x
             .chunks_exact(size)
             .zip(sized(a, len).chunks_exact_mut(size))
         {
-            for (p, d) in dst.chunks_exact_mut(c).enumerate() {
-                for (ch, v) in d.iter_mut().enumerate() {
-                    *v = src[ch * h * w + p];
-                }
-            }
+            chw_to_hwc(src, dst, self.input, 1);
         }
         for stage in &self.stages {
             match stage {
@@ -464,33 +445,38 @@ fn sized(buf: &mut Vec<f32>, n: usize) -> &mut [f32] {
 /// `memmove` call per span had taken 17% of a `faces` predict.
 #[inline(always)]
 fn copy_span(to: &mut [f32], from: &[f32]) {
-    let n = to.len();
-    let (mut to, mut from) = (&mut to[..n], &from[..n]);
-    while to.len() >= 16 {
-        let (t, rest_t) = to.split_at_mut(16);
-        let (f, rest_f) = from.split_at(16);
-        <&mut [f32; 16]>::try_from(t)
-            .unwrap()
-            .copy_from_slice(<&[f32; 16]>::try_from(f).unwrap());
-        (to, from) = (rest_t, rest_f);
+    /// Copies the first `N` values when there are that many; returns how many it copied.
+    #[inline(always)]
+    fn piece<const N: usize>(to: &mut [f32], from: &[f32]) -> usize {
+        if to.len() < N {
+            return 0;
+        }
+        let to: &mut [f32; N] = (&mut to[..N]).try_into().unwrap();
+        to.copy_from_slice(&from[..N]);
+        N
     }
-    for width in [8, 4, 2, 1] {
-        if to.len() >= width {
-            let (t, rest_t) = to.split_at_mut(width);
-            let (f, rest_f) = from.split_at(width);
-            match width {
-                8 => <&mut [f32; 8]>::try_from(t)
-                    .unwrap()
-                    .copy_from_slice(<&[f32; 8]>::try_from(f).unwrap()),
-                4 => <&mut [f32; 4]>::try_from(t)
-                    .unwrap()
-                    .copy_from_slice(<&[f32; 4]>::try_from(f).unwrap()),
-                2 => <&mut [f32; 2]>::try_from(t)
-                    .unwrap()
-                    .copy_from_slice(<&[f32; 2]>::try_from(f).unwrap()),
-                _ => t[0] = f[0],
-            }
-            (to, from) = (rest_t, rest_f);
+    let n = to.len();
+    let from = &from[..n];
+    let mut i = 0;
+    while n - i >= 16 {
+        i += piece::<16>(&mut to[i..], &from[i..]);
+    }
+    i += piece::<8>(&mut to[i..], &from[i..]);
+    i += piece::<4>(&mut to[i..], &from[i..]);
+    i += piece::<2>(&mut to[i..], &from[i..]);
+    piece::<1>(&mut to[i..], &from[i..]);
+}
+
+/// Reorders one `[c, h, w]` array of `block`-value items into `[h, w, c]`: burn's
+/// channels-first order (of an image, of its flattened features, of the dense rows that read
+/// them) into this module's channels-last one.
+fn chw_to_hwc(src: &[f32], dst: &mut [f32], [h, w, c]: [usize; 3], block: usize) {
+    for (p, pixel) in dst[..h * w * c * block]
+        .chunks_exact_mut(c * block)
+        .enumerate()
+    {
+        for (ci, item) in pixel.chunks_exact_mut(block).enumerate() {
+            copy_span(item, &src[(ci * h * w + p) * block..][..block]);
         }
     }
 }
