@@ -14,9 +14,9 @@ use burn::module::Module;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use siamese::data::to_tensor;
 use siamese::fused::{FusedMlp, HostHead};
+use siamese::infer::network_device;
 use siamese::prelude::*;
 use siamese::synthetic::random_pairs;
-use siamese::train::network_device;
 
 const BATCH: usize = 1024;
 

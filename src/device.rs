@@ -118,15 +118,14 @@ impl DeviceChoice {
 #[cfg(any(feature = "wgpu", feature = "vulkan", feature = "cuda"))]
 fn probe(device: Device, name: &str) -> Result<Device> {
     use burn::tensor::Tensor;
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
+    // The default panic hook prints the backend's message once; the global hook is left as
+    // it is (a library must not swap it).
     let probe_device = device.clone();
     let outcome = std::panic::catch_unwind(move || {
         Tensor::<1>::from_floats([1.0f32, 2.0], &probe_device)
             .sum()
             .into_scalar::<f32>()
     });
-    std::panic::set_hook(hook);
     match outcome {
         Ok(v) if v == 3.0 => Ok(device),
         Ok(v) => Err(SiameseError::Runtime(format!(
@@ -143,30 +142,6 @@ fn probe(device: Device, name: &str) -> Result<Device> {
                  `--device cpu` runs on the CPU"
             )))
         }
-    }
-}
-
-/// Keeps freed host memory in the process instead of returning it to the kernel (glibc
-/// `mallopt`: large blocks from the heap rather than fresh `mmap`s, a high trim threshold).
-///
-/// Every CPU step allocates batch-sized buffers (inputs, activations, gradients). With glibc's
-/// defaults each buffer over 128 KiB is a fresh `mmap` whose pages fault in on first touch and
-/// go back with `munmap` when freed; on this project's VM that page-fault traffic doubled
-/// `predict` at input dim 784, batch 1,024 (see BENCHMARKS.md). Reusing the memory removes it;
-/// peak memory is unchanged, the process just keeps what it once used. The `siamese` binary
-/// and the benchmark programs call this at start-up; an embedding application may call it
-/// once, before it starts threads. A no-op on other platforms and C libraries, and when the
-/// environment sets `SIAMESE_MALLOC=default`.
-pub fn tune_host_allocator() {
-    if std::env::var_os("SIAMESE_MALLOC").is_some_and(|v| v == "default") {
-        return;
-    }
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: `mallopt` only changes allocator parameters; called at start-up.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);
-        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
     }
 }
 

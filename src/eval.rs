@@ -14,6 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::{label_is_similar as positive, predicts_similar};
 use crate::error::{Result, SiameseError};
 
 fn check(distances: &[f32], labels: &[f32]) -> Result<()> {
@@ -34,10 +35,6 @@ fn check(distances: &[f32], labels: &[f32]) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-fn positive(y: f32) -> bool {
-    y >= 0.5
 }
 
 /// Confusion counts at a threshold (`d < threshold` ⇒ similar).
@@ -63,7 +60,7 @@ impl Confusion {
         check(distances, labels)?;
         let mut c = Self::default();
         for (&d, &y) in distances.iter().zip(labels) {
-            match (d < threshold, positive(y)) {
+            match (predicts_similar(d, threshold), positive(y)) {
                 (true, true) => c.tp += 1,
                 (true, false) => c.fp += 1,
                 (false, false) => c.tn += 1,
@@ -208,6 +205,18 @@ pub enum Objective {
     TargetFar(f64),
     /// The threshold of the equal error rate (FAR = FRR) on the validation pairs.
     Eer,
+}
+
+impl std::fmt::Display for Objective {
+    /// The name [`Objective::from_str`](std::str::FromStr) reads back.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Accuracy => f.write_str("accuracy"),
+            Self::F1 => f.write_str("f1"),
+            Self::Eer => f.write_str("eer"),
+            Self::TargetFar(v) => write!(f, "far={v}"),
+        }
+    }
 }
 
 impl std::str::FromStr for Objective {

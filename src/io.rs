@@ -1,35 +1,84 @@
-//! Saving and loading model directories.
+//! Saving and loading model directories and training checkpoints.
 //!
 //! A model directory holds:
 //!
-//! | file                | content                                                      |
-//! |---------------------|--------------------------------------------------------------|
-//! | `config.json`       | format tag, version and the [`ModelConfig`]                  |
-//! | `model.safetensors` | the weights, named by their path in the module (`encoder…`) |
+//! | file                | content                                                          |
+//! |---------------------|------------------------------------------------------------------|
+//! | `config.json`       | format tag, version, the [`ModelConfig`] and the [`ModelMeta`] parts: calibrated [`Threshold`], [`Preprocessing`], application `extra` entries |
+//! | `model.safetensors` | the weights, named by their path in the module (`encoder…`)     |
+//! | `tokenizer.json`    | text models: the tokenizer (`Preprocessing::text`)               |
+//! | `train_state.json`, `optimizer.json` | checkpoints only: [`TrainState`] and its optimizer state |
 //!
-//! Writes are atomic at the directory level: everything is written to a sibling temporary
-//! directory, which then replaces the target with renames, so a crash never leaves a
-//! half-written model where a good one was.
+//! Format version 2 made the threshold and the preprocessing typed fields; a version 1
+//! directory (where they sat in `extra`) still loads. Writes go through
+//! [`crate::atomic::write_dir_atomic`]: killed at any moment, the directory is the old model
+//! or the new one, and leftovers of a killed save are removed by the next save or load.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use crate::config::ModelConfig;
+use crate::data::prepare::Preprocessing;
 use crate::error::{Result, SiameseError};
 use crate::siamese::SiameseNetwork;
+use crate::train::{OptimizerSnapshot, TrainState};
 
 /// Name of the configuration file in a model directory.
 pub const CONFIG_FILE: &str = "config.json";
 /// Name of the weights file in a model directory.
 pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// Name of a text model's tokenizer file.
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+/// Name of a checkpoint's training state.
+pub const TRAIN_STATE_FILE: &str = "train_state.json";
+/// Name of a checkpoint's optimizer state.
+pub const OPTIMIZER_FILE: &str = "optimizer.json";
 /// Format tag written into `config.json`.
 pub const FORMAT: &str = "siamese-model";
 /// Current format version.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
+
+/// Extra named entries an application stores beside the model (e.g. the run config that
+/// trained it).
+pub type Extra = serde_json::Map<String, serde_json::Value>;
+
+/// The decision threshold of a model: pairs at distance `d < value` are "same".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Threshold {
+    /// The threshold on the model's distance.
+    pub value: f32,
+    /// Where it came from (e.g. `calibrated on validation pairs: eer`).
+    pub source: String,
+}
+
+/// Everything `config.json` records besides the weights.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelMeta {
+    /// Architecture, loss, optimizer, seed.
+    pub config: ModelConfig,
+    /// The calibrated decision threshold.
+    pub threshold: Option<Threshold>,
+    /// How raw inputs (images, sentences) become the model's input rows.
+    pub preprocessing: Option<Preprocessing>,
+    /// Application entries.
+    pub extra: Extra,
+}
+
+impl ModelMeta {
+    /// Only a model config: no threshold, preprocessing or extra entries.
+    pub fn new(config: ModelConfig) -> Self {
+        Self {
+            config,
+            threshold: None,
+            preprocessing: None,
+            extra: Extra::new(),
+        }
+    }
+}
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,96 +86,23 @@ struct ConfigFile {
     format: String,
     version: u32,
     model: ModelConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    threshold: Option<Threshold>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    preprocessing: Option<Preprocessing>,
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
-    extra: serde_json::Map<String, serde_json::Value>,
+    extra: Extra,
 }
 
-/// Extra named entries stored beside the model config (e.g. a calibrated threshold).
-pub type Extra = serde_json::Map<String, serde_json::Value>;
-
-/// Writes `files` (name, bytes) as the directory `dir`, atomically replacing any previous one.
-pub fn write_dir_atomic(dir: &Path, files: &[(&str, Vec<u8>)]) -> Result<()> {
-    let parent = match dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    fs::create_dir_all(&parent).map_err(|e| SiameseError::io(&parent, e))?;
-    let name = dir
-        .file_name()
-        .ok_or_else(|| {
-            SiameseError::config("model directory", format!("{} has no name", dir.display()))
-        })?
-        .to_string_lossy()
-        .into_owned();
-    let pid = std::process::id();
-    let tmp = parent.join(format!(".{name}.tmp-{pid}"));
-    let old = parent.join(format!(".{name}.old-{pid}"));
-    let _ = fs::remove_dir_all(&tmp);
-    fs::create_dir(&tmp).map_err(|e| SiameseError::io(&tmp, e))?;
-    let result = (|| {
-        for (file, bytes) in files {
-            let path = tmp.join(file);
-            fs::write(&path, bytes).map_err(|e| SiameseError::io(&path, e))?;
-            let f = fs::File::open(&path).map_err(|e| SiameseError::io(&path, e))?;
-            f.sync_all().map_err(|e| SiameseError::io(&path, e))?;
-        }
-        if dir.exists() {
-            if !dir.is_dir() {
-                return Err(SiameseError::config(
-                    "model directory",
-                    format!("{} exists and is not a directory", dir.display()),
-                ));
-            }
-            fs::rename(dir, &old).map_err(|e| SiameseError::io(dir, e))?;
-        }
-        if let Err(e) = fs::rename(&tmp, dir) {
-            // Put the previous model back before reporting.
-            let _ = fs::rename(&old, dir);
-            return Err(SiameseError::io(dir, e));
-        }
-        let _ = fs::remove_dir_all(&old);
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_dir_all(&tmp);
-    }
-    result
-}
-
-/// Writes one file atomically: a temporary sibling, then a rename over `path`.
-pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| {
-            SiameseError::config("output", format!("{} has no file name", path.display()))
-        })?
-        .to_string_lossy()
-        .into_owned();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let result = fs::write(&tmp, bytes)
-        .and_then(|()| fs::File::open(&tmp)?.sync_all())
-        .and_then(|()| fs::rename(&tmp, path));
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(SiameseError::io(path, e));
-    }
-    Ok(())
-}
-
-/// Saves `network` with its `config` (and `extra` entries, and extra `files` such as
-/// `history.csv`) as the model directory `dir`.
-pub fn save_model(
-    dir: &Path,
-    config: &ModelConfig,
-    network: &SiameseNetwork,
-    extra: &Extra,
-    files: &[(&str, Vec<u8>)],
-) -> Result<()> {
+/// The bytes of `config.json` and `model.safetensors`.
+fn model_files(meta: &ModelMeta, network: &SiameseNetwork) -> Result<Vec<(&'static str, Vec<u8>)>> {
     let file = ConfigFile {
         format: FORMAT.into(),
         version: VERSION,
-        model: config.clone(),
-        extra: extra.clone(),
+        model: meta.config.clone(),
+        threshold: meta.threshold.clone(),
+        preprocessing: meta.preprocessing.clone(),
+        extra: meta.extra.clone(),
     };
     let json = serde_json::to_vec_pretty(&file)
         .map_err(|e| SiameseError::Runtime(format!("cannot serialise the config: {e}")))?;
@@ -137,16 +113,30 @@ pub fn save_model(
     let weights = store
         .get_bytes()
         .map_err(|e| SiameseError::Runtime(format!("cannot serialise the weights: {e}")))?;
-    let mut all = vec![(CONFIG_FILE, json), (WEIGHTS_FILE, weights)];
-    all.extend(files.iter().cloned());
-    write_dir_atomic(dir, &all)
+    Ok(vec![(CONFIG_FILE, json), (WEIGHTS_FILE, weights)])
 }
 
-/// Reads only the config (and extra entries) of the model directory `dir`.
-pub fn load_config(dir: &Path) -> Result<(ModelConfig, Extra)> {
+/// Saves `network` with its `meta` (and extra `files` such as `history.csv` or
+/// `tokenizer.json`) as the model directory `dir`, atomically.
+pub fn save_model(
+    dir: &Path,
+    meta: &ModelMeta,
+    network: &SiameseNetwork,
+    files: &[(&str, Vec<u8>)],
+) -> Result<()> {
+    let mut all: Vec<(&str, Vec<u8>)> = model_files(meta, network)?;
+    all.extend(files.iter().cloned());
+    crate::atomic::write_dir_atomic(dir, &all)
+}
+
+/// Reads the config and the other typed parts of the model directory `dir` (not the
+/// weights). A version 1 directory's `extra.threshold` and `extra.preprocessing` become the
+/// typed parts.
+pub fn load_meta(dir: &Path) -> Result<ModelMeta> {
+    crate::atomic::recover_dir(dir);
     let path = dir.join(CONFIG_FILE);
     let text = fs::read_to_string(&path).map_err(|e| SiameseError::io(&path, e))?;
-    let file: ConfigFile = serde_json::from_str(&text)
+    let mut file: ConfigFile = serde_json::from_str(&text)
         .map_err(|e| SiameseError::format(&path, format!("not a valid model config: {e}")))?;
     if file.format != FORMAT {
         return Err(SiameseError::format(
@@ -166,12 +156,76 @@ pub fn load_config(dir: &Path) -> Result<(ModelConfig, Extra)> {
     file.model
         .validate()
         .map_err(|e| SiameseError::format(&path, e.to_string()))?;
-    Ok((file.model, file.extra))
+    if file.version < 2 {
+        let typed = |v: serde_json::Value, field: &str| {
+            SiameseError::format(&path, format!("extra.{field} (format version 1): {v}"))
+        };
+        if let Some(v) = file.extra.remove("threshold") {
+            file.threshold =
+                Some(serde_json::from_value(v.clone()).map_err(|_| typed(v, "threshold"))?);
+        }
+        if let Some(v) = file.extra.remove("preprocessing") {
+            file.preprocessing =
+                Some(serde_json::from_value(v.clone()).map_err(|_| typed(v, "preprocessing"))?);
+        }
+    }
+    Ok(ModelMeta {
+        config: file.model,
+        threshold: file.threshold,
+        preprocessing: file.preprocessing,
+        extra: file.extra,
+    })
+}
+
+/// Saves a training checkpoint as the directory `dir`: a model directory (`config`, the
+/// weights, the `extra` entries) plus `train_state.json` and `optimizer.json`, atomically.
+pub fn save_checkpoint(
+    dir: &Path,
+    meta: &ModelMeta,
+    network: &SiameseNetwork,
+    state: &TrainState,
+) -> Result<()> {
+    let mut all = model_files(meta, network)?;
+    all.push((TRAIN_STATE_FILE, to_json(state)?));
+    let optimizer = state
+        .optimizer
+        .as_ref()
+        .ok_or_else(|| SiameseError::Runtime("a checkpoint needs the optimizer's state".into()))?;
+    all.push((OPTIMIZER_FILE, to_json(optimizer)?));
+    crate::atomic::write_dir_atomic(dir, &all)
+}
+
+/// Loads a checkpoint written by [`save_checkpoint`]: the model parts, the weights on
+/// `device`, and the training state with its optimizer state.
+pub fn load_checkpoint(
+    dir: &Path,
+    device: &Device,
+) -> Result<(ModelMeta, SiameseNetwork, TrainState)> {
+    let (meta, network) = load_model(dir, device)?;
+    let read = |name: &str| -> Result<String> {
+        let path = dir.join(name);
+        fs::read_to_string(&path).map_err(|e| SiameseError::io(&path, e))
+    };
+    let bad = |name: &str, e: serde_json::Error| {
+        SiameseError::format(dir.join(name), format!("not a valid checkpoint file: {e}"))
+    };
+    let mut state: TrainState =
+        serde_json::from_str(&read(TRAIN_STATE_FILE)?).map_err(|e| bad(TRAIN_STATE_FILE, e))?;
+    let optimizer: OptimizerSnapshot =
+        serde_json::from_str(&read(OPTIMIZER_FILE)?).map_err(|e| bad(OPTIMIZER_FILE, e))?;
+    state.optimizer = Some(optimizer);
+    Ok((meta, network, state))
+}
+
+/// JSON bytes of a serialisable value.
+fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| SiameseError::Runtime(format!("cannot serialise: {e}")))
 }
 
 /// Loads the model directory `dir` onto `device`.
-pub fn load_model(dir: &Path, device: &Device) -> Result<(ModelConfig, SiameseNetwork, Extra)> {
-    let (config, extra) = load_config(dir)?;
+pub fn load_model(dir: &Path, device: &Device) -> Result<(ModelMeta, SiameseNetwork)> {
+    let meta = load_meta(dir)?;
+    let config = &meta.config;
     let path = dir.join(WEIGHTS_FILE);
     let bytes = fs::read(&path).map_err(|e| SiameseError::io(&path, e))?;
     let mut network = config.network.init(device, config.seed)?;
@@ -208,5 +262,5 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<(ModelConfig, SiameseNe
             ),
         ));
     }
-    Ok((config, network, extra))
+    Ok((meta, network))
 }

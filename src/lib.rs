@@ -20,14 +20,22 @@
 //! assert_eq!(distances.len(), 1);
 //! ```
 //!
-//! Modules, in the order data flows through them: [`config`] → [`data`] → [`encoder`],
-//! [`distance`], [`siamese`] (the network) → [`loss`], [`optim`], [`train`] → [`model`] (the
-//! Keras-like object) → [`io`] (model directories). For MLP encoders on the CPU, [`fused`]
-//! computes the same training step and forward pass without burn's graph, and it runs the
-//! inference of the common convolutional encoders too (much faster; `SIAMESE_FUSED=0` turns
-//! it off).
+//! This crate is the library core: it reads no environment variable, changes no process-wide
+//! setting and prints nothing unless asked (`FitOptions::verbose`, a [`train::Callback`]).
+//! The `siamese` command line lives in the `siamese-app` crate of the same workspace.
+//!
+//! Modules, in the order data flows through them (each imports only modules before it):
+//! [`error`], [`atomic`], [`simd`] (leaves) → [`data`] (matrices, pair containers, loaders,
+//! pair building, preprocessing) → [`encoder`], [`distance`], [`siamese`] (the network),
+//! [`loss`], [`optim`] → [`config`] ([`config::ModelConfig`]) → [`fused`] (host kernels) →
+//! [`infer`] (scores, distances, evaluation) → [`train`] (the epoch loop, callbacks,
+//! checkpoints' state) → [`io`] (model directories, checkpoints) → [`model`] (the Keras-like
+//! [`model::Siamese`]) → [`eval`], [`report`] (metrics). For MLP encoders on the CPU,
+//! [`fused`] computes the same training step and forward pass without burn's graph, and it
+//! runs the inference of the common convolutional encoders too (much faster;
+//! `Siamese::set_fused(false)` turns it off).
 
-pub mod cli;
+pub mod atomic;
 pub mod config;
 pub mod data;
 pub mod device;
@@ -36,6 +44,7 @@ pub mod encoder;
 pub mod error;
 pub mod eval;
 pub mod fused;
+pub mod infer;
 pub mod io;
 pub mod loss;
 pub mod model;
@@ -47,11 +56,13 @@ pub mod synthetic;
 pub mod train;
 
 pub use burn;
+pub use image;
 
 /// The types most programs need.
 pub mod prelude {
     pub use crate::config::ModelConfig;
     pub use crate::data::Matrix;
+    pub use crate::data::{PairData, Pairs, PairsRef};
     pub use crate::distance::Distance;
     pub use crate::encoder::{Activation, EncoderConfig, MlpEncoderConfig};
     pub use crate::error::{Result, SiameseError};
@@ -59,6 +70,6 @@ pub mod prelude {
     pub use crate::model::Siamese;
     pub use crate::optim::OptimizerConfig;
     pub use crate::siamese::{Head, SiameseConfig};
-    pub use crate::train::{FitOptions, History, PairData, Pairs, Validation};
+    pub use crate::train::{Callback, FitOptions, History, Validation};
     pub use burn::tensor::Device;
 }

@@ -48,7 +48,7 @@ impl ContrastiveLoss {
     /// `mean(y·d² + (1 − y)·max(0, margin − d)²)` for `d, y: [batch, 1]`; returns shape `[1]`.
     ///
     /// Labels are not checked here (that would force a device sync per batch); use
-    /// [`check_labels`] on the host data once, as `fit` does.
+    /// [`crate::data::check_labels`] on the host data once, as `fit` does.
     pub fn forward(&self, distance: Tensor<2>, labels: Tensor<2>) -> Tensor<1> {
         let positive = labels.clone() * distance.clone().square();
         let hinge = distance.neg().add_scalar(self.margin).clamp_min(0.0);
@@ -119,7 +119,7 @@ impl TripletLoss {
 }
 
 /// Which loss trains the network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum LossKind {
     /// Contrastive loss on the distance (the reference).
@@ -229,25 +229,6 @@ impl LossConfig {
     }
 }
 
-/// Checks that every label is a finite number in `[0, 1]` (1 = similar, 0 = dissimilar).
-///
-/// The error names `what` (e.g. the file the labels came from) and the first bad index.
-pub fn check_labels(what: &str, labels: &[f32]) -> Result<()> {
-    match labels
-        .iter()
-        .position(|y| !(y.is_finite() && (0.0..=1.0).contains(y)))
-    {
-        None => Ok(()),
-        Some(i) => Err(SiameseError::invalid(
-            what,
-            format!(
-                "label {i} is {}; labels must be in [0, 1] (1 = similar, 0 = dissimilar)",
-                labels[i]
-            ),
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,20 +260,6 @@ mod tests {
         assert!((mixed - (0.09 + 0.49 + 0.0 + 2.89) / 4.0).abs() < 1e-6);
         // Soft label 0.5 mixes the two terms: 0.5·0.09 + 0.5·0.49.
         assert!((loss(1.0, &[0.3], &[0.5]) - 0.29).abs() < 1e-6);
-    }
-
-    #[test]
-    fn labels_outside_unit_interval_are_rejected() {
-        assert!(check_labels("labels", &[0.0, 1.0, 0.5]).is_ok());
-        let err = check_labels("pairs.csv", &[0.0, 2.0])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("pairs.csv") && err.contains("label 1 is 2"),
-            "{err}"
-        );
-        assert!(check_labels("l", &[-1.0]).is_err());
-        assert!(check_labels("l", &[f32::NAN]).is_err());
     }
 
     #[test]

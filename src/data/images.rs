@@ -231,6 +231,13 @@ pub fn load_image(path: &Path, opts: &ImageOptions) -> Result<Vec<f32>> {
     let img = reader
         .decode()
         .map_err(|e| SiameseError::format(path, format!("cannot decode image: {e}")))?;
+    Ok(preprocess_image(&img, opts))
+}
+
+/// One decoded image as a model input row: grayscale, resized to `opts.width × opts.height`
+/// (triangle filter), scaled to `[0, 1]`, inverted when `opts.invert`. `opts` must be valid
+/// ([`ImageOptions::validate`]).
+pub fn preprocess_image(img: &image::DynamicImage, opts: &ImageOptions) -> Vec<f32> {
     let gray = img.to_luma8();
     // `validate` keeps both sides within u32.
     let (w, h) = (opts.width as u32, opts.height as u32);
@@ -240,14 +247,13 @@ pub fn load_image(path: &Path, opts: &ImageOptions) -> Result<Vec<f32>> {
         image::imageops::resize(&gray, w, h, FilterType::Triangle)
     };
     let scale = 1.0 / 255.0;
-    Ok(gray
-        .as_raw()
+    gray.as_raw()
         .iter()
         .map(|&p| {
             let v = f32::from(p) * scale;
             if opts.invert { 1.0 - v } else { v }
         })
-        .collect())
+        .collect()
 }
 
 /// Decodes many images on all cores, keeping their order, into an `n × (width · height)`

@@ -3,8 +3,10 @@
 //! A [`Matrix`] holds `rows × cols` `f32` values row-major: one sample per row. Pairs are two
 //! matrices with the same shape plus one label per row (1 = similar, 0 = dissimilar).
 
+pub mod pair_data;
 pub mod pairs;
 pub mod prepare;
+pub mod spec;
 
 use crate::error::{Result, SiameseError};
 
@@ -19,7 +21,9 @@ pub mod text;
 pub mod tokenize;
 
 pub use images::{ImageOptions, LabelledSamples};
+pub use pair_data::{PairData, Pairs, PairsRef};
 pub use pairlist::LabelConvention;
+pub use spec::{DataConfig, DataSource, Pairing, SplitBy};
 pub use text::TextPair;
 
 /// A dense row-major `f32` matrix: `rows` samples of `cols` features.
@@ -179,9 +183,57 @@ pub fn check_pair_shapes(
                 format!("{} labels", labels.len()),
             ));
         }
-        crate::loss::check_labels("labels", labels)?;
+        check_labels("labels", labels)?;
     }
     Ok(())
+}
+
+/// Checks that every label is a finite number in `[0, 1]` (1 = similar, 0 = dissimilar).
+///
+/// The error names `what` (e.g. the file the labels came from) and the first bad index.
+pub fn check_labels(what: &str, labels: &[f32]) -> Result<()> {
+    match labels
+        .iter()
+        .position(|y| !(y.is_finite() && (0.0..=1.0).contains(y)))
+    {
+        None => Ok(()),
+        Some(i) => Err(SiameseError::invalid(
+            what,
+            format!(
+                "label {i} is {}; labels must be in [0, 1] (1 = similar, 0 = dissimilar)",
+                labels[i]
+            ),
+        )),
+    }
+}
+
+/// Whether a label says "similar": `y ≥ 0.5` (labels are in `[0, 1]`, 1 = similar).
+pub fn label_is_similar(y: f32) -> bool {
+    y >= 0.5
+}
+
+/// The decision rule of every accuracy in this crate: a pair at distance `d` is predicted
+/// similar when `d < threshold`.
+pub fn predicts_similar(d: f32, threshold: f32) -> bool {
+    d < threshold
+}
+
+/// Fraction of pairs whose prediction ([`predicts_similar`]) matches the label
+/// ([`label_is_similar`]); 0 for no pairs.
+pub fn pair_accuracy(distances: &[f32], labels: &[f32], threshold: f32) -> f32 {
+    let correct = distances
+        .iter()
+        .zip(labels)
+        .filter(|&(&d, &y)| predicts_similar(d, threshold) == label_is_similar(y))
+        .count();
+    correct as f32 / labels.len().max(1) as f32
+}
+
+/// Reads a float tensor of any rank back to the host, row-major.
+pub fn read_tensor<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>> {
+    t.into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| SiameseError::Runtime(format!("cannot read a tensor back: {e:?}")))
 }
 
 /// Copies a matrix into a `[rows, cols]` tensor on `device`.
@@ -209,6 +261,20 @@ pub fn labels_tensor(labels: &[f32], device: &burn::tensor::Device) -> burn::ten
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_outside_unit_interval_are_rejected() {
+        assert!(check_labels("labels", &[0.0, 1.0, 0.5]).is_ok());
+        let err = check_labels("pairs.csv", &[0.0, 2.0])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("pairs.csv") && err.contains("label 1 is 2"),
+            "{err}"
+        );
+        assert!(check_labels("l", &[-1.0]).is_err());
+        assert!(check_labels("l", &[f32::NAN]).is_err());
+    }
 
     #[test]
     fn shapes_are_checked() {

@@ -28,8 +28,8 @@ use npyz::npz::{NpzArchive, array_name_from_file_name};
 use npyz::{DType, Deserialize, NpyFile, NpyHeader, Order, TypeChar, TypeStr, WriterBuilder};
 
 use super::Matrix;
+use crate::data::Pairs;
 use crate::error::{Result, SiameseError};
-use crate::train::Pairs;
 
 /// The `.npy` magic string.
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
@@ -393,7 +393,7 @@ pub fn read_matrix(path: &Path) -> Result<Matrix> {
 
 /// Reads a label vector: a 1-D array of `n` or an `n × 1` array, as `f32`.
 ///
-/// Values are not range-checked here (see [`crate::loss::check_labels`]).
+/// Values are not range-checked here (see [`crate::data::check_labels`]).
 ///
 /// # Errors
 /// As [`read_matrix`], plus a [`SiameseError::Format`] naming the shape for any other shape.
@@ -409,7 +409,7 @@ pub fn read_labels(path: &Path) -> Result<Vec<f32>> {
 /// [`SiameseError::Io`] if the file cannot be written.
 pub fn write_matrix(path: &Path, m: &Matrix) -> Result<()> {
     let bytes = npy_bytes(m).map_err(|e| SiameseError::io(path, e))?;
-    crate::io::write_file_atomic(path, &bytes)
+    crate::atomic::write_file_atomic(path, &bytes)
 }
 
 /// The bytes of a 2-D `<f4` `.npy` file holding `m` (header padded to 64 bytes as NumPy does).
@@ -578,7 +578,7 @@ pub fn read_pairs(path: &Path) -> Result<Pairs> {
             path.display()
         )));
     }
-    crate::loss::check_labels(&names[2], &labels)?;
+    crate::data::check_labels(&names[2], &labels)?;
     a.check_finite(&names[0])?;
     b.check_finite(&names[1])?;
     Ok(Pairs { a, b, labels })

@@ -17,11 +17,12 @@ use std::path::{Path, PathBuf};
 
 use super::images::{ImageOptions, load_many};
 use super::table::read_text;
+use crate::data::Pairs;
 use crate::error::{Result, SiameseError};
-use crate::train::Pairs;
 
 /// What label 1 means in a pair file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum LabelConvention {
     /// 1 = similar / same class (this crate's convention); labels are kept as they are.
     #[default]

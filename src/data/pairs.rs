@@ -21,8 +21,8 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::data::Matrix;
+use crate::data::Pairs;
 use crate::error::{Result, SiameseError};
-use crate::train::Pairs;
 
 /// Two samples, by index into a sample store, and their label (1 = similar).
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -13,25 +13,24 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{DataConfig, DataSource, PairLabels, Pairing, SplitBy};
+use crate::data::LabelConvention;
 use crate::data::images::ImageOptions;
 use crate::data::pairs::{self, IndexPair};
+use crate::data::spec::{DataConfig, DataSource, Pairing, SplitBy};
 use crate::data::{LabelledSamples, Matrix};
+use crate::data::{PairData, Pairs};
 use crate::error::{Result, SiameseError};
-use crate::train::{PairData, Pairs, Validation};
 
-/// Environment variable naming the folder where named datasets are looked up.
-pub const DATA_DIR_VAR: &str = "SIAMESE_DATA_DIR";
-
-/// `path` itself if it exists, else `$SIAMESE_DATA_DIR/path`; an error names both places.
-pub fn resolve_data_path(path: &Path) -> Result<PathBuf> {
+/// `path` itself if it exists, else `root/path` for a relative `path` (named datasets under a
+/// data folder such as `$SIAMESE_DATA_DIR`); an error names both places.
+pub fn resolve_data_path(path: &Path, root: Option<&Path>) -> Result<PathBuf> {
     if path.exists() {
         return Ok(path.to_path_buf());
     }
     if path.is_relative()
-        && let Some(dir) = std::env::var_os(DATA_DIR_VAR)
+        && let Some(dir) = root
     {
-        let candidate = Path::new(&dir).join(path);
+        let candidate = dir.join(path);
         if candidate.exists() {
             return Ok(candidate);
         }
@@ -47,7 +46,8 @@ pub fn resolve_data_path(path: &Path) -> Result<PathBuf> {
         path,
         std::io::Error::new(
             std::io::ErrorKind::NotFound,
-            format!("not found (set {DATA_DIR_VAR} to look up named datasets)"),
+            "not found (no data folder given to look up named datasets; the command line \
+             reads SIAMESE_DATA_DIR)",
         ),
     ))
 }
@@ -134,17 +134,6 @@ impl PairSet {
             Self::Indexed { samples, .. } => Some(samples),
         }
     }
-
-    /// The part as `fit`'s validation data.
-    pub fn into_validation(self) -> Validation {
-        match self {
-            Self::Dense(p) => Validation::Data(p),
-            Self::Indexed { samples, pairs } => Validation::Indexed {
-                samples: samples.samples,
-                pairs,
-            },
-        }
-    }
 }
 
 /// Pairs ready for training and evaluation.
@@ -176,7 +165,7 @@ fn image_options(c: &DataConfig) -> ImageOptions {
 
 /// Loads, splits and pairs the data described by `config`, deterministically for `seed`.
 pub fn prepare(config: &DataConfig, seed: u64) -> Result<PreparedData> {
-    let path = resolve_data_path(&config.path)?;
+    let path = resolve_data_path(&config.path, config.data_root.as_deref())?;
     match config.source {
         DataSource::Mnist | DataSource::Images => {
             let opts = image_options(config);
@@ -189,7 +178,7 @@ pub fn prepare(config: &DataConfig, seed: u64) -> Result<PreparedData> {
             };
             let samples = limit(load(&path)?, config.limit);
             let test = match &config.test_path {
-                Some(p) => Some(load(&resolve_data_path(p)?)?),
+                Some(p) => Some(load(&resolve_data_path(p, config.data_root.as_deref())?)?),
                 None => None,
             };
             from_samples(
@@ -284,7 +273,10 @@ fn prepare_text(config: &DataConfig, path: &Path) -> Result<PreparedData> {
         train.truncate(n);
     }
     let tokenizer = match &config.tokenizer {
-        Some(p) => TextTokenizer::from_file(&resolve_data_path(p)?, config.max_len)?,
+        Some(p) => TextTokenizer::from_file(
+            &resolve_data_path(p, config.data_root.as_deref())?,
+            config.max_len,
+        )?,
         None => {
             let sentences: Vec<&str> = train
                 .iter()
@@ -357,8 +349,8 @@ fn prepare_text(config: &DataConfig, path: &Path) -> Result<PreparedData> {
 }
 
 /// Reads a pair-list CSV with its label convention and loads its images.
-pub fn load_pair_list(path: &Path, labels: PairLabels, opts: &ImageOptions) -> Result<Pairs> {
-    let list = crate::data::pairlist::read_pair_list_with(path, labels.into())?;
+pub fn load_pair_list(path: &Path, labels: LabelConvention, opts: &ImageOptions) -> Result<Pairs> {
+    let list = crate::data::pairlist::read_pair_list_with(path, labels)?;
     crate::data::pairlist::load_pair_images(&list, opts)
 }
 

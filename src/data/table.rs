@@ -170,7 +170,7 @@ fn table_bytes(path: &Path, m: &Matrix, header: Option<&[String]>, delim: u8) ->
 /// [`SiameseError::Shape`] if the header does not have one name per column;
 /// [`SiameseError::Io`] if the file cannot be written.
 pub fn write_csv(path: &Path, m: &Matrix, header: Option<&[String]>) -> Result<()> {
-    crate::io::write_file_atomic(path, &table_bytes(path, m, header, b',')?)
+    crate::atomic::write_file_atomic(path, &table_bytes(path, m, header, b',')?)
 }
 
 /// The lower-cased extension of `path`.
@@ -227,7 +227,7 @@ pub fn write_matrix_any(path: &Path, m: &Matrix, header: Option<&[String]>) -> R
     match extension(path).as_str() {
         "npy" => npy::write_matrix(path, m),
         "csv" | "txt" => write_csv(path, m, header),
-        "tsv" => crate::io::write_file_atomic(path, &table_bytes(path, m, header, b'\t')?),
+        "tsv" => crate::atomic::write_file_atomic(path, &table_bytes(path, m, header, b'\t')?),
         other => Err(SiameseError::format(
             path,
             format!(

@@ -32,7 +32,7 @@
 //!
 //! The burn module stays the source of truth: weights are read from it when a `fit` or
 //! `predict` starts and written back (same parameter ids) after every epoch. The results
-//! match the burn path to float rounding (see the tests); set `SIAMESE_FUSED=0` to run
+//! match the burn path to float rounding (see the tests); `Siamese::set_fused(false)` runs
 //! everything through burn instead.
 
 use burn::module::Param;
@@ -51,12 +51,19 @@ mod packed;
 pub use conv::FusedConv;
 use packed::PackedDense;
 
-/// Whether the fused path may be used: on unless `SIAMESE_FUSED` is `0`, `off` or `false`.
-pub fn enabled() -> bool {
-    !matches!(
-        std::env::var("SIAMESE_FUSED").as_deref(),
-        Ok("0" | "off" | "false")
-    )
+/// Whether a new model uses the fused path where it covers the model: always in the library
+/// (see `Siamese::set_fused`); the crate's own unit tests read `SIAMESE_FUSED=0` so that CI can
+/// run them once through burn alone.
+pub fn enabled_by_default() -> bool {
+    #[cfg(test)]
+    {
+        !matches!(
+            std::env::var("SIAMESE_FUSED").as_deref(),
+            Ok("0" | "off" | "false")
+        )
+    }
+    #[cfg(not(test))]
+    true
 }
 
 /// One dense layer's weights on the host: `kernel` is `[fan_in, fan_out]`, row-major.
@@ -690,6 +697,53 @@ pub struct OptimizerState {
     kind: Option<&'static str>,
 }
 
+/// [`OptimizerState`] as plain data, for checkpoints.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OptimizerStateParts {
+    /// First moments (or RMSprop's square average), `[kernel, bias]` per layer.
+    pub first: Vec<[Vec<f32>; 2]>,
+    /// Adam's second moments, `[kernel, bias]` per layer.
+    pub second: Vec<[Vec<f32>; 2]>,
+    /// Steps taken.
+    pub steps: i32,
+    /// The optimizer's name (`FusedOptimizer::name`).
+    pub kind: Option<String>,
+}
+
+impl OptimizerState {
+    /// The state as plain data.
+    pub fn to_parts(&self) -> OptimizerStateParts {
+        OptimizerStateParts {
+            first: self.first.clone(),
+            second: self.second.clone(),
+            steps: self.steps,
+            kind: self.kind.map(str::to_string),
+        }
+    }
+
+    /// The state from plain data; an unknown optimizer name is an error.
+    pub fn from_parts(parts: OptimizerStateParts) -> Result<Self> {
+        let kind = match parts.kind.as_deref() {
+            None => None,
+            Some(k) => Some(
+                FusedOptimizer::NAMES
+                    .iter()
+                    .copied()
+                    .find(|n| *n == k)
+                    .ok_or_else(|| {
+                        SiameseError::invalid("optimizer state", format!("unknown optimizer `{k}`"))
+                    })?,
+            ),
+        };
+        Ok(Self {
+            first: parts.first,
+            second: parts.second,
+            steps: parts.steps,
+            kind,
+        })
+    }
+}
+
 /// The optimizer of a fused training run, with the exact formulas of the burn path
 /// ([`crate::optim`]): Keras RMSprop, burn's Adam, burn's SGD without dampening.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -759,6 +813,9 @@ impl FusedOptimizer {
             },
         })
     }
+
+    /// The names [`Self::name`] gives.
+    pub const NAMES: [&'static str; 3] = ["rmsprop", "adam", "sgd"];
 
     fn name(self) -> &'static str {
         match self {
@@ -908,6 +965,11 @@ impl FusedTrainer {
     /// The optimizer state, to resume a later `fit` from.
     pub fn into_state(self) -> OptimizerState {
         self.state
+    }
+
+    /// The optimizer state so far (moments and step count).
+    pub fn state(&self) -> &OptimizerState {
+        &self.state
     }
 
     /// One optimizer step on a batch of `labels.len()` pairs. The inputs are stacked
@@ -1121,11 +1183,12 @@ impl FusedTrainer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::{PairData, PairsRef};
     use crate::encoder::{EncoderConfig, MlpEncoder, MlpEncoderConfig, dense_from_values};
     use crate::loss::LossConfig;
     use crate::optim::OptimizerConfig;
     use crate::siamese::{Head, SiameseConfig};
-    use crate::train::{self, FitOptions, History, PairData, PairsRef};
+    use crate::train::{self, FitOptions, History};
     use burn::module::Module;
 
     const HYPER: FusedHyper = FusedHyper {
@@ -1162,6 +1225,26 @@ mod tests {
             .collect()
     }
 
+    /// Plain hooks: no callbacks, no resume, host validation.
+    fn hooks(config: &crate::config::ModelConfig) -> train::Hooks<'_> {
+        train::Hooks {
+            config,
+            callbacks: Vec::new(),
+            resume: None,
+            host: true,
+        }
+    }
+
+    /// A model config around `network` (the default loss; the optimizer is not read).
+    fn model_config(network: &SiameseConfig) -> crate::config::ModelConfig {
+        crate::config::ModelConfig {
+            network: network.clone(),
+            loss: LossConfig::default(),
+            optimizer: crate::optim::OptimizerConfig::rmsprop(),
+            seed: 0,
+        }
+    }
+
     fn burn_fit(
         optimizer: &OptimizerConfig,
         config: &SiameseConfig,
@@ -1170,16 +1253,9 @@ mod tests {
     ) -> (Vec<f32>, History) {
         let lr = optimizer.lr();
         let mut optimizer = optimizer.init().unwrap();
-        let (net, h) = train::fit(
-            network(config),
-            &mut optimizer,
-            lr,
-            &LossConfig::default(),
-            pairs,
-            o,
-        )
-        .unwrap();
-        (weights(&net), h)
+        let mc = model_config(config);
+        let out = train::fit(network(config), &mut optimizer, lr, pairs, o, hooks(&mc)).unwrap();
+        (weights(&out.network), out.history)
     }
 
     fn fused_fit(
@@ -1194,9 +1270,9 @@ mod tests {
             margin: 1.0,
         };
         let mut trainer = FusedTrainer::new(&net, None, hyper).unwrap();
-        let (net, h) =
-            train::fit_fused(net, &mut trainer, &LossConfig::default(), pairs, o).unwrap();
-        (weights(&net), h)
+        let mc = model_config(config);
+        let out = train::fit_fused(net, &mut trainer, pairs, o, hooks(&mc)).unwrap();
+        (weights(&out.network), out.history)
     }
 
     fn assert_close(got: &[f32], want: &[f32], tol: f32, what: &str) {
@@ -1464,10 +1540,11 @@ mod tests {
             b: &b,
             labels: &y,
         });
-        let (net, h) =
-            train::fit_fused(net, &mut trainer, &LossConfig::default(), pairs, &o).unwrap();
+        let mc = crate::config::ModelConfig::reference(2);
+        let out = train::fit_fused(net, &mut trainer, pairs, &o, hooks(&mc)).unwrap();
+        let (net, h) = (out.network, out.history);
         assert_close(&h.loss(), &KERAS_LOSSES, 1e-5, "epoch loss");
-        let d = train::distances(&net, pairs).unwrap();
+        let d = crate::infer::distances(&net, pairs, false).unwrap();
         assert_close(&d, &KERAS_DISTANCES, 1e-5, "distances");
     }
 
@@ -1562,15 +1639,10 @@ mod tests {
             labels: &y,
         });
         let mut trainer = FusedTrainer::new(&net, None, HYPER).unwrap();
-        let err = train::fit_fused(
-            net,
-            &mut trainer,
-            &LossConfig::default(),
-            pairs,
-            &options(1, 8),
-        )
-        .unwrap_err()
-        .to_string();
+        let mc = crate::config::ModelConfig::reference(2);
+        let err = train::fit_fused(net, &mut trainer, pairs, &options(1, 8), hooks(&mc))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("training loss became NaN"), "{err}");
     }
 

@@ -1,19 +1,25 @@
-//! Learning on the real datasets in `SIAMESE_DATA_DIR` (skipped, with a message, without it).
+//! Learning on the real datasets in `SIAMESE_DATA_DIR`: skipped, with a message, when it is
+//! not set; a failure when it is set and the dataset is missing.
 
 use std::path::PathBuf;
 
-use siamese::config::RunConfig;
 use siamese::data::prepare::prepare;
 use siamese::prelude::*;
+use siamese_app::config::RunConfig;
 
-fn data_dir() -> Option<PathBuf> {
-    match std::env::var_os("SIAMESE_DATA_DIR") {
-        Some(d) if PathBuf::from(&d).join("mnist").is_dir() => Some(PathBuf::from(d)),
-        _ => {
-            eprintln!("skipping: SIAMESE_DATA_DIR not set or has no mnist/ folder");
-            None
-        }
-    }
+/// `$SIAMESE_DATA_DIR` holding `dataset`; `None` (skip) only when the variable is unset.
+fn data_dir(dataset: &str) -> Option<PathBuf> {
+    let Some(d) = std::env::var_os("SIAMESE_DATA_DIR") else {
+        eprintln!("skipping: SIAMESE_DATA_DIR not set");
+        return None;
+    };
+    let d = PathBuf::from(d);
+    assert!(
+        d.join(dataset).is_dir(),
+        "SIAMESE_DATA_DIR is set but {} is missing",
+        d.join(dataset).display()
+    );
+    Some(d)
 }
 
 /// A short version of the Keras mnist_siamese recipe (configs/mnist.toml with 6 epochs):
@@ -21,11 +27,15 @@ fn data_dir() -> Option<PathBuf> {
 /// of unseen images.
 #[test]
 fn mnist_recipe_short_learns() {
-    let Some(_) = data_dir() else { return };
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/mnist.toml"))
-        .unwrap();
+    let Some(dir) = data_dir("mnist") else { return };
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../configs/mnist.toml"
+    ))
+    .unwrap();
     let mut run = RunConfig::from_toml(&text, "configs/mnist.toml".as_ref()).unwrap();
     run.train.epochs = 6;
+    run.data.data_root = Some(dir);
     let data = prepare(&run.data, run.train.seed).unwrap();
     assert_eq!(data.input_dim, 784);
     let total = data.train.len() + data.test.len();
@@ -58,14 +68,15 @@ fn mnist_recipe_short_learns() {
 /// on the saved model, tokenizer included.
 #[test]
 fn stsb_text_model_end_to_end() {
-    let Some(dir) = data_dir() else { return };
+    let Some(dir) = data_dir("stsb") else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let config = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/stsb.toml"))
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with("body ="))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let config =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/stsb.toml"))
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with("body ="))
+            .collect::<Vec<_>>()
+            .join("\n");
     // A tiny word-vector file in GloVe format (128 values per word, as embed_dim).
     let vectors = tmp.path().join("vectors.txt");
     let line = |w: &str, v: f32| format!("{w} {}\n", vec![v.to_string(); 128].join(" "));

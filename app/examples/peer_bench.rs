@@ -91,7 +91,7 @@ struct Args {
 }
 
 fn main() -> Result<()> {
-    siamese::device::tune_host_allocator();
+    siamese_app::alloc::tune_host_allocator();
     let args = Args::parse();
     if args.burn {
         // SAFETY: set before any other thread exists (rayon's pool is built just below).
@@ -127,7 +127,7 @@ fn main() -> Result<()> {
                 seed: args.seed,
                 ..ModelConfig::reference(args.dim)
             };
-            Siamese::new(config, &burn::tensor::Device::flex())?
+            Siamese::new(config, &siamese::burn::tensor::Device::flex())?
         }
     };
     let (seconds, processed) = match args.mode {

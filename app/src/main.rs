@@ -8,6 +8,6 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    siamese::device::tune_host_allocator();
-    std::process::exit(siamese::cli::main());
+    siamese_app::alloc::tune_host_allocator();
+    std::process::exit(siamese_app::cli::main());
 }

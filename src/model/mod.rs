@@ -23,19 +23,27 @@ use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
 
 use crate::config::ModelConfig;
-use crate::data::{Matrix, check_pair_shapes, to_tensor};
+use crate::data::tokenize::TextTokenizer;
+use crate::data::{Matrix, PairData, PairsRef, check_pair_shapes, to_tensor};
 use crate::error::{Result, SiameseError};
 use crate::fused::{
     self, FusedHyper, FusedOptimizer, FusedTrainer, HostEncoder, HostHead, OptimizerState,
 };
-use crate::io::{self, Extra};
+use crate::infer::{self, Evaluation};
+use crate::io::{self, Extra, ModelMeta};
 use crate::loss::LossKind;
 use crate::siamese::SiameseNetwork;
-use crate::train::{self, Evaluation, FitOptions, History, PairData, PairsRef};
+use crate::train::{self, Callback, FitOptions, History, Hooks, OptimizerSnapshot, TrainState};
+
+mod inputs;
+mod summary;
 
 /// A Siamese model with its loss and optimizer attached ("compiled", in Keras terms).
 pub struct Siamese {
-    config: ModelConfig,
+    /// Config, calibrated threshold, preprocessing and application entries.
+    meta: ModelMeta,
+    /// A text model's tokenizer (`tokenizer.json` in its directory).
+    tokenizer: Option<TextTokenizer>,
     network: SiameseNetwork,
     optimizer: ModuleOptimizer,
     /// Optimizer state of the fused MLP path (see [`crate::fused`]), kept between `fit` calls.
@@ -44,13 +52,15 @@ pub struct Siamese {
     /// change of the network (copying them per call cost a single-pair `predict` ~200 µs).
     fused_host: OnceLock<Option<(HostEncoder, HostHead)>>,
     device: Device,
-    extra: Extra,
+    /// Use the host paths of [`crate::fused`] where they cover the model.
+    fused: bool,
 }
 
 impl std::fmt::Debug for Siamese {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Siamese")
-            .field("config", &self.config)
+            .field("config", &self.meta.config)
+            .field("threshold", &self.meta.threshold)
             .field("device", &self.device)
             .finish_non_exhaustive()
     }
@@ -63,15 +73,12 @@ impl Siamese {
         let device = device.clone().autodiff();
         let network = config.network.init(&device, config.seed)?;
         let optimizer = config.optimizer.init()?;
-        Ok(Self {
-            config,
+        Ok(Self::assemble(
+            ModelMeta::new(config),
             network,
             optimizer,
-            fused_state: None,
-            fused_host: OnceLock::new(),
             device,
-            extra: Extra::new(),
-        })
+        ))
     }
 
     /// The reference model (`input_dim → Dense(128, relu) ×3`, Euclidean, contrastive, RMSprop)
@@ -86,9 +93,45 @@ impl Siamese {
         )
     }
 
+    fn assemble(
+        meta: ModelMeta,
+        network: SiameseNetwork,
+        optimizer: ModuleOptimizer,
+        device: Device,
+    ) -> Self {
+        Self {
+            meta,
+            tokenizer: None,
+            network,
+            optimizer,
+            fused_state: None,
+            fused_host: OnceLock::new(),
+            device,
+            fused: fused::enabled_by_default(),
+        }
+    }
+
     /// The configuration the model was built from.
     pub fn config(&self) -> &ModelConfig {
-        &self.config
+        &self.meta.config
+    }
+
+    /// Everything `config.json` records: config, threshold, preprocessing, extra entries.
+    pub fn meta(&self) -> &ModelMeta {
+        &self.meta
+    }
+
+    /// Whether the host paths of [`crate::fused`] run this model's training and inference
+    /// where they cover it (default: yes).
+    pub fn fused(&self) -> bool {
+        self.fused
+    }
+
+    /// Turns the host paths of [`crate::fused`] on or off for this model; off runs everything
+    /// through burn (same results to float rounding, several times slower on the CPU).
+    pub fn set_fused(&mut self, on: bool) {
+        self.fused = on;
+        self.fused_host = OnceLock::new();
     }
 
     /// The burn module.
@@ -113,17 +156,17 @@ impl Siamese {
 
     /// Number of features one input sample must have.
     pub fn input_dim(&self) -> usize {
-        self.config.network.encoder.input_dim()
+        self.meta.config.network.encoder.input_dim()
     }
 
-    /// Extra entries saved with the model (e.g. a calibrated threshold).
+    /// Application entries saved with the model (e.g. the run config that trained it).
     pub fn extra(&self) -> &Extra {
-        &self.extra
+        &self.meta.extra
     }
 
-    /// Mutable access to the extra entries saved with the model.
+    /// Mutable access to the application entries saved with the model.
     pub fn extra_mut(&mut self) -> &mut Extra {
-        &mut self.extra
+        &mut self.meta.extra
     }
 
     /// Trains on pairs `(a[i], b[i])` with `labels[i]` (1 = similar, 0 = dissimilar).
@@ -147,36 +190,89 @@ impl Siamese {
     /// Trains on any [`PairData`]: dense pairs, or index pairs into one sample store (images
     /// are then gathered per batch, never duplicated per pair).
     pub fn fit_pairs(&mut self, data: PairData<'_>, options: &FitOptions) -> Result<History> {
+        self.fit_with(data, options, Vec::new())
+    }
+
+    /// [`Self::fit_pairs`] with callbacks (see [`crate::train::Callback`]: keep the best
+    /// epoch, stop early, write checkpoints, report progress).
+    pub fn fit_with(
+        &mut self,
+        data: PairData<'_>,
+        options: &FitOptions,
+        callbacks: Vec<&mut dyn Callback>,
+    ) -> Result<History> {
+        self.run_fit(data, options, callbacks, None)
+    }
+
+    /// Continues the run that `state` (from [`Self::load_checkpoint`]) stopped at, up to
+    /// `options.epochs` epochs in all, with the same data and options: on one thread the
+    /// history and weights are then those of an uninterrupted run.
+    pub fn resume(
+        &mut self,
+        data: PairData<'_>,
+        options: &FitOptions,
+        state: TrainState,
+        callbacks: Vec<&mut dyn Callback>,
+    ) -> Result<History> {
+        self.run_fit(data, options, callbacks, Some(state))
+    }
+
+    fn run_fit(
+        &mut self,
+        data: PairData<'_>,
+        options: &FitOptions,
+        callbacks: Vec<&mut dyn Callback>,
+        resume: Option<TrainState>,
+    ) -> Result<History> {
         data.check(self.input_dim())?;
         if let Some(v) = options.validation.data() {
             v.check(self.input_dim())
                 .map_err(|e| SiameseError::invalid("validation data", e.to_string()))?;
         }
+        let mut printer = train::PrintEpochs::default();
+        let config = self.meta.config.clone();
+        let mut all: Vec<&mut dyn Callback> = Vec::with_capacity(callbacks.len() + 1);
+        if options.verbose {
+            all.push(&mut printer);
+        }
+        for c in callbacks {
+            all.push(c);
+        }
+        let options = &FitOptions {
+            verbose: false,
+            ..options.clone()
+        };
         let network = self.network.clone();
-        let (network, history) = match self.fused_trainer() {
+        let hooks = Hooks {
+            config: &config,
+            callbacks: all,
+            resume,
+            host: self.fused,
+        };
+        let outcome = match self.fused_trainer() {
             Some(mut trainer) => {
-                let out = train::fit_fused(network, &mut trainer, &self.config.loss, data, options);
+                let out = train::fit_fused(network, &mut trainer, data, options, hooks);
                 self.fused_state = Some(trainer.into_state());
                 out?
             }
             None => train::fit(
                 network,
                 &mut self.optimizer,
-                self.config.optimizer.lr(),
-                &self.config.loss,
+                self.meta.config.optimizer.lr(),
                 data,
                 options,
+                hooks,
             )?,
         };
-        self.network = network;
+        self.network = outcome.network;
         self.fused_host = OnceLock::new();
-        Ok(history)
+        Ok(outcome.history)
     }
 
     /// The fused path's host weights and head (see [`crate::fused`]), when it can run this
     /// model's inference.
     fn fused_host(&self) -> Option<&(HostEncoder, HostHead)> {
-        if !fused::enabled() {
+        if !self.fused {
             return None;
         }
         self.fused_host
@@ -189,14 +285,14 @@ impl Siamese {
 
     /// The fused CPU trainer (see [`crate::fused`]) when it computes this model exactly: an
     /// MLP encoder (ReLU or linear) with the Euclidean distance and the contrastive loss, on
-    /// the flex device, unless `SIAMESE_FUSED=0`.
+    /// the flex device, unless [`Self::set_fused`] turned the host paths off.
     fn fused_trainer(&mut self) -> Option<FusedTrainer> {
-        if !fused::enabled() || self.config.loss.kind != LossKind::Contrastive {
+        if !self.fused || self.meta.config.loss.kind != LossKind::Contrastive {
             return None;
         }
         let hyper = FusedHyper {
-            optimizer: FusedOptimizer::from_config(&self.config.optimizer)?,
-            margin: self.config.loss.margin,
+            optimizer: FusedOptimizer::from_config(&self.meta.config.optimizer)?,
+            margin: self.meta.config.loss.margin,
         };
         FusedTrainer::new(&self.network, self.fused_state.take(), hyper)
     }
@@ -224,10 +320,10 @@ impl Siamese {
     fn distances(&self, data: PairData<'_>) -> Result<Vec<f32>> {
         match self.fused_host() {
             Some((encoder, head)) => {
-                let scores = train::fused_pair_scores(encoder, head, data)?;
-                train::distances_from_scores(&self.network, scores)
+                let scores = infer::fused_pair_scores(encoder, head, data)?;
+                infer::distances_from_scores(&self.network, scores)
             }
-            None => train::distances(&self.network, data),
+            None => infer::distances(&self.network, data, false),
         }
     }
 
@@ -245,15 +341,13 @@ impl Siamese {
         }
         x.check_finite("input")?;
         let network = self.network.valid();
-        let device = train::network_device(&network);
-        let dim = self.config.network.encoder.output_dim();
+        let device = infer::network_device(&network);
+        let dim = self.meta.config.network.encoder.output_dim();
         let mut out = Vec::with_capacity(x.rows() * dim);
-        for start in (0..x.rows()).step_by(train::INFERENCE_BATCH) {
-            let end = (start + train::INFERENCE_BATCH).min(x.rows());
+        for start in (0..x.rows()).step_by(infer::INFERENCE_BATCH) {
+            let end = (start + infer::INFERENCE_BATCH).min(x.rows());
             let e = network.embed(to_tensor(&x.slice_rows(start, end), &device));
-            out.extend(e.into_data().try_to_vec::<f32>().map_err(|e| {
-                SiameseError::Runtime(format!("cannot read embeddings back: {e:?}"))
-            })?);
+            out.extend(crate::data::read_tensor(e)?);
         }
         Matrix::new(x.rows(), dim, out)
     }
@@ -272,83 +366,17 @@ impl Siamese {
     /// Loss and pair accuracy on any labelled [`PairData`].
     pub fn evaluate_pairs(&self, data: PairData<'_>, threshold: f32) -> Result<Evaluation> {
         data.check(self.input_dim())?;
-        train::evaluate(&self.network, &self.config.loss, data, threshold)
+        infer::evaluate(
+            &self.network,
+            &self.meta.config.loss,
+            data,
+            threshold,
+            self.fused,
+        )
     }
 
-    /// A Keras-style summary table: layers, output shapes, parameters.
-    pub fn summary(&self) -> String {
-        let enc = &self.config.network.encoder;
-        let rows = enc.layer_rows();
-        let total: usize = rows.iter().map(|r| r.3).sum();
-        let mut lines = vec![
-            "Model: \"siamese\"".to_string(),
-            format!(
-                "{:<36}{:<22}{:>12}  {}",
-                "Layer (type)", "Output Shape", "Param #", "Connected to"
-            ),
-            "=".repeat(90),
-        ];
-        let dim = enc.input_dim();
-        for input in ["input_a", "input_b"] {
-            lines.push(format!(
-                "{:<36}{:<22}{:>12}",
-                format!("{input} (Input)"),
-                format!("(None, {dim})"),
-                0
-            ));
-        }
-        lines.push(format!(
-            "{:<36}{:<22}{:>12}  {}",
-            "encoder (shared)",
-            format!("(None, {})", enc.output_dim()),
-            group(total),
-            "input_a, input_b"
-        ));
-        for (name, kind, shape, params) in &rows {
-            lines.push(format!(
-                "{:<36}{:<22}{:>12}",
-                format!("  {name} ({kind})"),
-                shape,
-                group(*params)
-            ));
-        }
-        let head_params = match self.config.network.head {
-            crate::siamese::Head::Distance => {
-                lines.push(format!(
-                    "{:<36}{:<22}{:>12}  {}",
-                    format!("distance ({})", self.config.network.distance.name()),
-                    "(None, 1)",
-                    0,
-                    "encoder(a), encoder(b)"
-                ));
-                0
-            }
-            crate::siamese::Head::WeightedL1 => {
-                let params = enc.output_dim() + 1;
-                lines.push(format!(
-                    "{:<36}{:<22}{:>12}  {}",
-                    "weighted_l1 (Dense |a−b| → logit)",
-                    "(None, 1)",
-                    group(params),
-                    "encoder(a), encoder(b)"
-                ));
-                params
-            }
-        };
-        // Keras counts batch-norm moving statistics as (non-trainable) parameters.
-        let total = total + head_params;
-        let trainable = self.network.num_params();
-        lines.push("=".repeat(90));
-        lines.push(format!("Total params: {}", group(total)));
-        lines.push(format!("Trainable params: {}", group(trainable)));
-        lines.push(format!(
-            "Non-trainable params: {}",
-            group(total.saturating_sub(trainable))
-        ));
-        lines.join("\n")
-    }
-
-    /// Saves the model (config + weights + extra entries) as the directory `dir`, atomically.
+    /// Saves the model (config, threshold, preprocessing, tokenizer, extra entries, weights)
+    /// as the directory `dir`, atomically.
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
         self.save_with(dir, &[])
     }
@@ -356,41 +384,67 @@ impl Siamese {
     /// Saves the model as [`Siamese::save`] does, plus extra `files` (name, bytes) in the same
     /// directory, all in one atomic replacement.
     pub fn save_with(&self, dir: impl AsRef<Path>, files: &[(&str, Vec<u8>)]) -> Result<()> {
-        io::save_model(
-            dir.as_ref(),
-            &self.config,
-            &self.network,
-            &self.extra,
-            files,
-        )
-    }
-
-    /// Loads a model directory written by [`Siamese::save`] onto `device`.
-    pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
-        let device = device.clone().autodiff();
-        let (config, network, extra) = io::load_model(dir.as_ref(), &device)?;
-        let optimizer = config.optimizer.init()?;
-        Ok(Self {
-            config,
-            network,
-            optimizer,
-            fused_state: None,
-            fused_host: OnceLock::new(),
-            device,
-            extra,
-        })
-    }
-}
-
-/// `45952` → `"45,952"`.
-fn group(n: usize) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
+        let mut all: Vec<(&str, Vec<u8>)> = files.to_vec();
+        if let Some(t) = &self.tokenizer
+            && !files.iter().any(|f| f.0 == io::TOKENIZER_FILE)
+        {
+            all.push((io::TOKENIZER_FILE, t.to_bytes()?));
         }
-        out.push(c);
+        io::save_model(dir.as_ref(), &self.meta, &self.network, &all)
     }
-    out
+
+    /// Loads a model directory written by [`Siamese::save`] onto `device` (a format version 1
+    /// directory too).
+    pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        let dir = dir.as_ref();
+        let device = device.clone().autodiff();
+        let (meta, network) = io::load_model(dir, &device)?;
+        Self::from_parts(dir, meta, network, device)
+    }
+
+    fn from_parts(
+        dir: &Path,
+        meta: ModelMeta,
+        network: SiameseNetwork,
+        device: Device,
+    ) -> Result<Self> {
+        let optimizer = meta.config.optimizer.init()?;
+        let tokenizer = match meta.preprocessing.as_ref().and_then(|p| p.text.as_ref()) {
+            Some(t) => Some(TextTokenizer::from_file(
+                &dir.join(io::TOKENIZER_FILE),
+                t.max_len,
+            )?),
+            None => None,
+        };
+        let mut model = Self::assemble(meta, network, optimizer, device);
+        model.tokenizer = tokenizer;
+        Ok(model)
+    }
+
+    /// Loads a checkpoint written by [`crate::train::Checkpoint`]: the model with its
+    /// optimizer's state, and the [`TrainState`] to pass to [`Self::resume`].
+    pub fn load_checkpoint(dir: impl AsRef<Path>, device: &Device) -> Result<(Self, TrainState)> {
+        let dir = dir.as_ref();
+        let device = device.clone().autodiff();
+        let (meta, network, mut state) = io::load_checkpoint(dir, &device)?;
+        let mut model = Self::from_parts(dir, meta, network, device)?;
+        match state.optimizer.take() {
+            Some(OptimizerSnapshot::Fused(parts)) => {
+                model.fused_state = Some(OptimizerState::from_parts(parts)?);
+            }
+            Some(OptimizerSnapshot::Burn { record, param_ids }) => {
+                let optimizer = model.meta.config.optimizer.init()?;
+                let (optimizer, network) = OptimizerSnapshot::restore_burn(
+                    &record,
+                    &param_ids,
+                    optimizer,
+                    model.network.clone(),
+                )?;
+                model.optimizer = optimizer;
+                model.network = network;
+            }
+            None => {}
+        }
+        Ok((model, state))
+    }
 }

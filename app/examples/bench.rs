@@ -11,8 +11,8 @@
 
 use std::time::Instant;
 
-use burn::optim::GradientsParams;
-use burn::tensor::Tensor;
+use siamese::burn::optim::GradientsParams;
+use siamese::burn::tensor::Tensor;
 use siamese::data::{labels_tensor, to_tensor};
 use siamese::prelude::*;
 use siamese::synthetic::random_pairs;
@@ -98,7 +98,7 @@ fn single_pair_latency(dim: usize, calls: usize) -> f64 {
 }
 
 fn main() {
-    siamese::device::tune_host_allocator();
+    siamese_app::alloc::tune_host_allocator();
     let quick = std::env::args().any(|a| a == "--quick");
     let reps = if quick { 1 } else { 3 };
     println!(

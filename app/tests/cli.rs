@@ -219,7 +219,7 @@ fn init_writes_a_template_that_train_accepts() {
     let o = siamese(&["init", "run.toml"], tmp.path());
     assert!(o.status.success(), "{}", stderr(&o));
     let text = std::fs::read_to_string(tmp.path().join("run.toml")).unwrap();
-    siamese::config::RunConfig::from_toml(&text, Path::new("run.toml")).unwrap();
+    siamese_app::config::RunConfig::from_toml(&text, Path::new("run.toml")).unwrap();
     // Refuses to overwrite.
     assert_input_error(
         &siamese(&["init", "run.toml"], tmp.path()),

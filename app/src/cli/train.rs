@@ -1,0 +1,238 @@
+//! `siamese train`: run config → data → model → fit (with callbacks) → calibrated threshold →
+//! test report → model directory; `--resume` continues a checkpointed run.
+
+use std::path::Path;
+
+use siamese::burn::tensor::Device;
+use siamese::data::PairData;
+use siamese::data::prepare;
+use siamese::error::{Result, SiameseError};
+use siamese::eval::Objective;
+use siamese::io::Threshold;
+use siamese::model::Siamese;
+use siamese::report::VerificationReport;
+use siamese::train::{
+    Augment, Callback, Checkpoint, FitOptions, KeepBest, Monitor, TrainState, Validation,
+};
+
+use super::{TrainArgs, json, resolve};
+use crate::config::RunConfig;
+use crate::progress::ProgressBars;
+
+/// `siamese train`.
+pub fn train(args: TrainArgs, device: &Device) -> Result<()> {
+    let (config, resume) = match &args.resume {
+        Some(dir) => {
+            let (model, state) = Siamese::load_checkpoint(dir, device)?;
+            let run = RunConfig::from_model(&model, dir)?;
+            (
+                crate::config::apply_flags(run, &args)?,
+                Some((model, state, dir.clone())),
+            )
+        }
+        None => (crate::config::run_config(&args)?, None),
+    };
+    let verbose = !args.quiet;
+    let mut data_config = config.data.clone();
+    data_config.data_root = super::data_root();
+    let data = prepare::prepare(&data_config, config.train.seed)?;
+    for line in &data.description {
+        println!("{line}");
+    }
+    let (mut model, state, checkpoint_dir) = match resume {
+        Some((model, state, dir)) => {
+            println!(
+                "resuming after epoch {} from {}",
+                state.epoch,
+                dir.display()
+            );
+            (model, Some(state), Some(dir))
+        }
+        None => {
+            let text_vocab = data.preprocessing.text.as_ref().map(|t| t.vocab_size);
+            let model = Siamese::new(
+                config.model_config_with(data.input_dim, text_vocab)?,
+                device,
+            )?;
+            (model, None, config.train.checkpoint.clone())
+        }
+    };
+    model.set_preprocessing(
+        data.preprocessing.clone(),
+        data.text.as_ref().map(|t| t.tokenizer.clone()),
+    )?;
+    if state.is_none()
+        && let Some(vectors) = &config.model.encoder.pretrained
+    {
+        let path = resolve(vectors)?;
+        let found = model.load_word_vectors(&path, config.train.seed)?;
+        let total = model.tokenizer().map_or(0, |t| t.vocab_size() - 1);
+        println!(
+            "pretrained vectors: {found} of {total} tokens found in {}",
+            path.display()
+        );
+    }
+    println!("{}\n", model.summary());
+    let options = fit_options(&config, &data)?;
+    let started = std::time::Instant::now();
+    let history = fit(
+        &mut model,
+        &config,
+        &data,
+        &options,
+        state,
+        checkpoint_dir.as_deref(),
+        verbose,
+    )?;
+    let seconds = started.elapsed().as_secs_f64();
+    let threshold = match &data.validation {
+        Some(v) => {
+            let objective: Objective = config.train.calibrate.parse()?;
+            model.calibrate(v.data(), objective)?;
+            model
+                .threshold()
+                .cloned()
+                .ok_or_else(|| SiameseError::Runtime("calibration stored no threshold".into()))?
+        }
+        None => Threshold {
+            value: config.train.threshold,
+            source: "train.threshold (no validation part)".into(),
+        },
+    };
+    model.set_threshold(threshold.clone());
+    let mut report = verification_report(&model, data.test.data(), &threshold)?;
+    if let Some(text) = &data.text {
+        let (p, s) = model.correlations(data.test.data(), &text.test_scores)?;
+        report.pearson = Some(p);
+        report.spearman = Some(s);
+    }
+    println!("\ntest ({seconds:.1}s of training):\n{}", report.table());
+    let files = vec![
+        ("history.csv", history.to_csv().into_bytes()),
+        (
+            "report.json",
+            serde_json::to_vec_pretty(&report).map_err(|e| SiameseError::Runtime(e.to_string()))?,
+        ),
+    ];
+    let extra = model.extra_mut();
+    extra.insert("run".into(), json(&config)?);
+    extra.insert("train_seconds".into(), json(&seconds)?);
+    let names: Vec<&str> = files.iter().map(|f| f.0).collect();
+    println!(
+        "wrote {} (config.json, model.safetensors, {})",
+        config.output.display(),
+        names.join(", ")
+    );
+    model.save_with(&config.output, &files)?;
+    Ok(())
+}
+
+/// `fit`'s options from the run config.
+fn fit_options(config: &RunConfig, data: &prepare::PreparedData) -> Result<FitOptions> {
+    Ok(FitOptions {
+        epochs: config.train.epochs,
+        batch_size: config.train.batch_size,
+        shuffle: config.train.shuffle,
+        seed: config.train.seed,
+        validation: data
+            .validation
+            .clone()
+            .map_or(Validation::None, Validation::from),
+        threshold: config.train.threshold,
+        verbose: false,
+        augment: match (&config.train.augment, &data.preprocessing.image) {
+            (Some(a), Some(img)) => Some(Augment {
+                config: a.clone(),
+                width: img.width,
+                height: img.height,
+            }),
+            (Some(_), None) => {
+                return Err(SiameseError::config(
+                    "train.augment",
+                    "augmentation needs an image source (images or pair-list)",
+                ));
+            }
+            (None, _) => None,
+        },
+    })
+}
+
+/// Trains with the progress bars, the epoch choice of text sources (best validation
+/// Spearman, the STS protocol) and the per-epoch checkpoint, resuming `state` if given.
+fn fit(
+    model: &mut Siamese,
+    config: &RunConfig,
+    data: &prepare::PreparedData,
+    options: &FitOptions,
+    state: Option<TrainState>,
+    checkpoint_dir: Option<&Path>,
+    verbose: bool,
+) -> Result<siamese::train::History> {
+    let mut bars = ProgressBars::new(verbose);
+    let mut callbacks: Vec<&mut dyn Callback> = vec![&mut bars];
+    let mut keep_best = match &data.text {
+        Some(text) => {
+            let gold: Vec<f64> = text.validation_scores.iter().map(|&g| g as f64).collect();
+            let kind = model.config().loss.kind;
+            Some(KeepBest::new(Monitor::Score {
+                name: "val_spearman".into(),
+                score: Box::new(move |d: &[f32]| {
+                    let sim: Vec<f64> = d.iter().map(|&v| kind.similarity(v)).collect();
+                    Ok(siamese::eval::spearman(&sim, &gold))
+                }),
+            }))
+        }
+        None => None,
+    };
+    if let Some(k) = &mut keep_best {
+        callbacks.push(k);
+    }
+    let mut checkpoint = match checkpoint_dir {
+        Some(dir) => {
+            let mut extra = siamese::io::Extra::new();
+            extra.insert("run".into(), json(config)?);
+            Some(Checkpoint::new(dir).with_extra(extra))
+        }
+        None => None,
+    };
+    if let Some(c) = &mut checkpoint {
+        callbacks.push(c);
+    }
+    let data_pairs: PairData<'_> = data.train.data();
+    let history = match state {
+        Some(state) => model.resume(data_pairs, options, state, callbacks)?,
+        None => model.fit_with(data_pairs, options, callbacks)?,
+    };
+    if let Some(k) = &keep_best
+        && let Some((epoch, spearman)) = k.best()
+    {
+        println!(
+            "kept epoch {epoch} of {} (best validation Spearman {:.2})",
+            options.epochs,
+            spearman * 100.0
+        );
+        let per_epoch: Vec<f64> = k.values().to_vec();
+        model.extra_mut().insert(
+            "epoch_selection".into(),
+            serde_json::json!({ "epoch": epoch, "val_spearman": per_epoch }),
+        );
+    }
+    Ok(history)
+}
+
+/// Loss and every verification metric of `model` on `pairs` at `threshold`.
+pub(super) fn verification_report(
+    model: &Siamese,
+    pairs: PairData<'_>,
+    threshold: &Threshold,
+) -> Result<VerificationReport> {
+    let d = model.predict_pairs(pairs)?;
+    let loss = model.evaluate_pairs(pairs, threshold.value)?.loss;
+    VerificationReport::new(
+        &d,
+        &pairs.labels(),
+        loss,
+        threshold.value,
+        &threshold.source,
+    )
+}

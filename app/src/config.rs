@@ -1,0 +1,747 @@
+//! Run configs (`run.toml`): the `[data]`, `[model]`, `[loss]`, `[optimizer]` and `[train]`
+//! sections of a training run, read from TOML, overridden by `--set section.key=value` and
+//! the `train` flags, and checked whole before any data is read.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use siamese::config::ModelConfig;
+use siamese::data::DataConfig;
+use siamese::error::{Result, SiameseError};
+use siamese::loss::LossConfig;
+use siamese::optim::OptimizerConfig;
+use siamese::siamese::SiameseConfig;
+
+use crate::cli::TrainArgs;
+
+/// The encoder of a run; the input size comes from the data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncoderSpec {
+    /// `mlp` (dense layers on flat vectors) or `conv` (convolutional, on images).
+    #[serde(default, rename = "type")]
+    pub kind: EncoderKind,
+    /// Conv: a named preset (`koch2015`, `koch-cpu`, `faces`, `signatures`).
+    #[serde(default)]
+    pub preset: Option<String>,
+    /// Conv: an explicit layer list (instead of a preset).
+    #[serde(default)]
+    pub layers: Option<Vec<siamese::encoder::conv::ConvLayerConfig>>,
+    /// MLP: output size of each dense layer.
+    #[serde(default = "default_hidden")]
+    pub hidden: Vec<usize>,
+    /// Activation after each layer.
+    #[serde(default)]
+    pub activation: siamese::encoder::Activation,
+    /// Dropout after each layer but the last.
+    #[serde(default)]
+    pub dropout: f64,
+    /// Whether the last layer has the activation too.
+    #[serde(default = "default_true")]
+    pub final_activation: bool,
+    /// Text: size of the token embeddings.
+    #[serde(default = "default_embed_dim")]
+    pub embed_dim: usize,
+    /// Text: what runs over the embeddings, e.g. `{ kind = "lstm", hidden = 128,
+    /// bidirectional = true }`; default: none (pooled embeddings).
+    #[serde(default)]
+    pub body: Option<siamese::encoder::text::TextBody>,
+    /// Text: `mean` or `max` pooling over the tokens.
+    #[serde(default)]
+    pub pooling: siamese::encoder::text::Pooling,
+    /// Text: size of an optional final linear projection.
+    #[serde(default)]
+    pub output: Option<usize>,
+    /// Text: pretrained word vectors (GloVe / word2vec text format) for the embeddings.
+    #[serde(default)]
+    pub pretrained: Option<std::path::PathBuf>,
+}
+
+fn default_embed_dim() -> usize {
+    128
+}
+fn default_hidden() -> Vec<usize> {
+    vec![128, 128, 128]
+}
+fn default_true() -> bool {
+    true
+}
+
+/// Encoder family of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum EncoderKind {
+    /// Dense layers on flat vectors.
+    #[default]
+    Mlp,
+    /// Convolutional layers on images.
+    Conv,
+    /// Token embeddings (+ LSTM / GRU / transformer) on sentences.
+    Text,
+}
+
+impl Default for EncoderSpec {
+    fn default() -> Self {
+        Self {
+            kind: EncoderKind::Mlp,
+            preset: None,
+            layers: None,
+            hidden: default_hidden(),
+            activation: Default::default(),
+            dropout: 0.0,
+            final_activation: true,
+            embed_dim: default_embed_dim(),
+            body: None,
+            pooling: Default::default(),
+            output: None,
+            pretrained: None,
+        }
+    }
+}
+
+impl EncoderSpec {
+    /// The full encoder config for inputs of `input_dim` features; conv encoders see them as
+    /// `width × height` images.
+    pub fn to_config(
+        &self,
+        input_dim: usize,
+        width: usize,
+        height: usize,
+    ) -> Result<siamese::encoder::EncoderConfig> {
+        use siamese::encoder::conv::ConvEncoderConfig;
+        use siamese::error::SiameseError;
+        Ok(match self.kind {
+            EncoderKind::Mlp => {
+                siamese::encoder::EncoderConfig::Mlp(siamese::encoder::MlpEncoderConfig {
+                    input_dim,
+                    hidden: self.hidden.clone(),
+                    activation: self.activation,
+                    final_activation: self.final_activation,
+                    dropout: self.dropout,
+                })
+            }
+            EncoderKind::Conv => {
+                if width * height != input_dim {
+                    return Err(SiameseError::config(
+                        "model.encoder",
+                        format!(
+                            "a conv encoder needs image inputs of {width}×{height} = {} values \
+                             (data.image_width × data.image_height), the data has {input_dim}",
+                            width * height
+                        ),
+                    ));
+                }
+                let config = match (&self.preset, &self.layers) {
+                    (Some(p), None) => ConvEncoderConfig::preset(p, width, height)?,
+                    (None, Some(layers)) => ConvEncoderConfig {
+                        width,
+                        height,
+                        channels: 1,
+                        layers: layers.clone(),
+                    },
+                    _ => {
+                        return Err(SiameseError::config(
+                            "model.encoder",
+                            "a conv encoder needs exactly one of `preset` or `layers`",
+                        ));
+                    }
+                };
+                config.validate()?;
+                siamese::encoder::EncoderConfig::Conv(config)
+            }
+            EncoderKind::Text => {
+                return Err(SiameseError::config(
+                    "model.encoder",
+                    "a text encoder needs a text source (stsb, sick) and its tokenizer",
+                ));
+            }
+        })
+    }
+
+    /// The text encoder config for `vocab_size` row ids and sentences of `max_len` tokens.
+    pub fn to_text_config(
+        &self,
+        vocab_size: usize,
+        max_len: usize,
+    ) -> Result<siamese::encoder::EncoderConfig> {
+        use siamese::encoder::text::{TextBody, TextEncoderConfig};
+        if self.kind != EncoderKind::Text {
+            return Err(siamese::error::SiameseError::config(
+                "model.encoder.type",
+                "text sources (stsb, sick) need model.encoder.type = \"text\"",
+            ));
+        }
+        let config = TextEncoderConfig {
+            vocab_size,
+            max_len,
+            embed_dim: self.embed_dim,
+            body: self.body.clone().unwrap_or(TextBody::Pooling),
+            pooling: self.pooling,
+            output: self.output,
+            dropout: self.dropout,
+        };
+        config.validate()?;
+        Ok(siamese::encoder::EncoderConfig::Text(config))
+    }
+}
+
+/// The `[model]` section of a run config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// The shared encoder.
+    #[serde(default)]
+    pub encoder: EncoderSpec,
+    /// How embeddings are compared.
+    #[serde(default)]
+    pub distance: siamese::distance::Distance,
+    /// The head: `distance` or `weighted-l1` (Koch et al.).
+    #[serde(default)]
+    pub head: siamese::siamese::Head,
+}
+
+/// The `[train]` section of a run config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSection {
+    /// Passes over the training pairs.
+    #[serde(default = "default_epochs")]
+    pub epochs: usize,
+    /// Pairs per step.
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    /// Shuffle every epoch.
+    #[serde(default = "default_true")]
+    pub shuffle: bool,
+    /// Seed for weights, splits, pairs, shuffling and dropout.
+    #[serde(default)]
+    pub seed: u64,
+    /// Distance under which a pair counts as similar in the accuracy metric during training
+    /// (and the decision threshold when there is no validation part to calibrate on).
+    #[serde(default = "default_threshold")]
+    pub threshold: f32,
+    /// Random affine augmentation of training images (image sources), e.g.
+    /// `augment = { rotation = 10, shift = 0.05, scale = 0.1, shear = 5 }`.
+    #[serde(default)]
+    pub augment: Option<siamese::data::augment::AugmentConfig>,
+    /// What the decision threshold maximises on the validation pairs after training:
+    /// `accuracy`, `f1`, `eer`, or `far=0.01` (largest threshold with FAR ≤ 1%).
+    #[serde(default = "default_calibrate")]
+    pub calibrate: String,
+    /// A directory for a resumable checkpoint after every epoch (`siamese train --resume`).
+    #[serde(default)]
+    pub checkpoint: Option<std::path::PathBuf>,
+}
+
+fn default_calibrate() -> String {
+    "accuracy".into()
+}
+
+fn default_epochs() -> usize {
+    20
+}
+fn default_batch() -> usize {
+    128
+}
+fn default_threshold() -> f32 {
+    0.5
+}
+
+impl Default for TrainSection {
+    fn default() -> Self {
+        Self {
+            epochs: default_epochs(),
+            batch_size: default_batch(),
+            shuffle: true,
+            seed: 0,
+            threshold: default_threshold(),
+            augment: None,
+            calibrate: default_calibrate(),
+            checkpoint: None,
+        }
+    }
+}
+
+/// A whole training run (`siamese train --config run.toml`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// The data.
+    pub data: DataConfig,
+    /// The network.
+    #[serde(default)]
+    pub model: ModelSection,
+    /// The loss.
+    #[serde(default)]
+    pub loss: LossConfig,
+    /// The optimizer.
+    #[serde(default)]
+    pub optimizer: OptimizerConfig,
+    /// Training options.
+    #[serde(default)]
+    pub train: TrainSection,
+    /// Model directory to write.
+    #[serde(default = "default_output")]
+    pub output: std::path::PathBuf,
+}
+
+fn default_output() -> std::path::PathBuf {
+    "model".into()
+}
+
+impl RunConfig {
+    /// Parses a run config from TOML text; `origin` names the file in errors. Unknown keys
+    /// and bad values are errors, and the whole config is checked ([`Self::validate`]).
+    pub fn from_toml(text: &str, origin: &Path) -> Result<Self> {
+        let table = parse_table(text, origin)?;
+        Self::from_table(table, origin, text)
+    }
+
+    /// The config from a TOML table (`text` locates errors in the file it came from).
+    fn from_table(table: toml::Table, origin: &Path, text: &str) -> Result<Self> {
+        let config: Self = toml::from_str(
+            &toml::to_string(&table)
+                .map_err(|e| SiameseError::format(origin, format!("invalid run config: {e}")))?,
+        )
+        .map_err(|e| {
+            let message = e.message().trim().replace('\n', " ");
+            // Point at the line of the file when the offending key is there.
+            let line = key_in_error(&message)
+                .and_then(|k| text.lines().position(|l| l.trim_start().starts_with(&k)))
+                .map(|i| i + 1);
+            SiameseError::format(
+                origin,
+                match line {
+                    Some(l) => format!("invalid run config at line {l}: {message}"),
+                    None => format!("invalid run config: {message}"),
+                },
+            )
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads a run config file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| SiameseError::io(path, e))?;
+        Self::from_toml(&text, path)
+    }
+
+    /// The run config recorded in a model or checkpoint directory (`extra.run`).
+    pub fn from_model(model: &siamese::model::Siamese, dir: &Path) -> Result<Self> {
+        let run: Self = model
+            .extra()
+            .get("run")
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .ok_or_else(|| {
+                SiameseError::invalid(
+                    dir.display().to_string(),
+                    "records no training run (no valid extra.run in config.json)",
+                )
+            })?;
+        run.validate()?;
+        Ok(run)
+    }
+
+    /// Checks every value that can be checked before any data is read: ranges, names
+    /// (calibration objective, optimizer, loss, presets, layer lists), and the model the
+    /// config describes, built for the input size the image settings imply.
+    pub fn validate(&self) -> Result<()> {
+        let d = &self.data;
+        let fraction = |key: &str, v: f64, top_open: bool| {
+            let ok = v >= 0.0 && if top_open { v < 1.0 } else { v <= 1.0 };
+            if ok {
+                Ok(())
+            } else {
+                Err(SiameseError::config(
+                    key,
+                    format!(
+                        "must be in [0, 1{}, got {v}",
+                        if top_open { ")" } else { "]" }
+                    ),
+                ))
+            }
+        };
+        fraction("data.test_fraction", d.test_fraction, true)?;
+        fraction("data.validation_fraction", d.validation_fraction, true)?;
+        fraction("data.positive_ratio", d.positive_ratio, false)?;
+        if d.image_width == 0 || d.image_height == 0 {
+            return Err(SiameseError::config(
+                "data.image_width",
+                "image sides must be at least 1",
+            ));
+        }
+        if let Some(k) = d.folds {
+            if k < 2 {
+                return Err(SiameseError::config("data.folds", "must be at least 2"));
+            }
+            if d.fold >= k {
+                return Err(SiameseError::config(
+                    "data.fold",
+                    format!("must be below data.folds ({k}), got {}", d.fold),
+                ));
+            }
+        }
+        if d.max_len == 0 || d.vocab_size == 0 {
+            return Err(SiameseError::config(
+                "data.max_len",
+                "text settings max_len and vocab_size must be at least 1",
+            ));
+        }
+        let t = &self.train;
+        t.calibrate
+            .parse::<siamese::eval::Objective>()
+            .map_err(|e| SiameseError::config("train.calibrate", e.to_string()))?;
+        if t.epochs == 0 {
+            return Err(SiameseError::config("train.epochs", "must be at least 1"));
+        }
+        if t.batch_size == 0 {
+            return Err(SiameseError::config(
+                "train.batch_size",
+                "must be at least 1",
+            ));
+        }
+        if !t.threshold.is_finite() {
+            return Err(SiameseError::config(
+                "train.threshold",
+                "must be a finite number",
+            ));
+        }
+        if let Some(a) = &t.augment {
+            a.validate()?;
+        }
+        // The model: text encoders are built with the data's settings, the others for the
+        // input the image settings imply (MLPs on any other width work the same).
+        let model = match self.model.encoder.kind {
+            EncoderKind::Text => self.model_config_with(d.max_len, Some(d.vocab_size)),
+            _ => self.model_config(d.image_width * d.image_height),
+        }?;
+        model.validate()
+    }
+
+    /// The model config for inputs of `input_dim` features (images of
+    /// `data.image_width × data.image_height` for conv encoders).
+    pub fn model_config(&self, input_dim: usize) -> Result<ModelConfig> {
+        self.model_config_with(input_dim, None)
+    }
+
+    /// [`Self::model_config`], with the vocabulary size of a text source's tokenizer.
+    pub fn model_config_with(
+        &self,
+        input_dim: usize,
+        text_vocab: Option<usize>,
+    ) -> Result<ModelConfig> {
+        let encoder = match text_vocab {
+            Some(vocab) => self.model.encoder.to_text_config(vocab, input_dim)?,
+            None => self.model.encoder.to_config(
+                input_dim,
+                self.data.image_width,
+                self.data.image_height,
+            )?,
+        };
+        Ok(ModelConfig {
+            network: SiameseConfig {
+                encoder,
+                distance: self.model.distance,
+                head: self.model.head,
+            },
+            loss: self.loss,
+            optimizer: self.optimizer.clone(),
+            seed: self.train.seed,
+        })
+    }
+}
+
+/// A commented `run.toml` template (`siamese init`): the MNIST recipe.
+pub const RUN_TEMPLATE: &str = r#"# siamese run config. Every key can also be set with `siamese train --set section.key=value`.
+# Relative data paths that do not exist are looked up under $SIAMESE_DATA_DIR.
+
+output = "mnist-model"           # model directory to write (atomically)
+
+[data]
+source = "mnist"                 # mnist | images | pairs | pair-list
+path = "mnist"                   # file or folder
+image_width = 28                 # images are converted to grayscale, resized, scaled to [0, 1]
+image_height = 28
+invert = false                   # v -> 1 - v (dark strokes on white paper)
+pairing = "keras"                # keras (mnist_siamese scheme) | random | all | genuine-forgery
+# eval_pairing = "all"           # validation/test pairing, default: same as pairing
+num_pairs = 10000                # training pairs when pairing = "random"
+positive_ratio = 0.5             # fraction of similar pairs when pairing = "random"
+split = "sample"                 # sample | class (unseen identities at test time)
+test_fraction = 0.2              # held-out test part
+validation_fraction = 0.1        # part of the training samples used for validation
+# limit = 1000                   # use only the first N samples
+# pair_labels = "one-means-similar"   # for pair lists: or "one-means-different"
+# test_path = "omniglot/images_background_small2"   # test part from its own folder
+# folds = 4                      # cross-validation by class (by writer for signatures) ...
+# fold = 0                       # ... testing fold 0
+# forgery_suffix = "_forg"       # pairing = "genuine-forgery": class W_forg = forgeries of W
+
+[model]
+distance = "euclidean"           # euclidean | manhattan | cosine
+head = "distance"                # distance | weighted-l1 (Koch: sigmoid of weighted |e_a - e_b|)
+
+[model.encoder]
+hidden = [128, 128, 128]         # Dense layer sizes
+activation = "relu"              # relu | tanh | sigmoid | gelu | linear
+dropout = 0.1                    # after every layer but the last
+final_activation = true
+
+[loss]
+type = "contrastive"             # contrastive | triplet | binary-cross-entropy (head = "weighted-l1")
+margin = 1.0                     # contrastive / triplet margin; label 1 = similar
+
+[optimizer]
+type = "rmsprop"                 # rmsprop | adam | sgd
+lr = 0.001
+rho = 0.9
+epsilon = 1e-7
+
+[train]
+epochs = 20
+batch_size = 128
+shuffle = true
+seed = 0
+threshold = 0.5                  # d < threshold => similar, for the accuracy metric
+calibrate = "accuracy"           # decision threshold chosen on validation pairs: accuracy | f1 | far=0.01
+# augment = { rotation = 10, shift = 0.05, scale = 0.1, shear = 5 }   # images: random affine, seeded
+"#;
+
+/// The run config from the file (if any) with every flag applied on top.
+pub fn run_config(args: &TrainArgs) -> Result<RunConfig> {
+    let c = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| SiameseError::io(path, e))?;
+            let mut table = parse_table(&text, path)?;
+            apply_sets(&mut table, &args.set)?;
+            RunConfig::from_table(table, path, &text)?
+        }
+        None => {
+            let (Some(source), Some(path)) = (args.source, args.data.clone()) else {
+                return Err(SiameseError::config(
+                    "data",
+                    "give --config run.toml, or both --source and --data",
+                ));
+            };
+            let text = format!(
+                "[data]\nsource = {}\npath = {}\n",
+                toml_value(&source)?,
+                toml_value(&path)?
+            );
+            let mut table = parse_table(&text, Path::new("<flags>"))?;
+            apply_sets(&mut table, &args.set)?;
+            RunConfig::from_table(table, Path::new("<flags>"), &text)?
+        }
+    };
+    apply_flags(c, args)
+}
+
+/// `run` with the `train` flags applied on top, checked again.
+pub fn apply_flags(mut c: RunConfig, args: &TrainArgs) -> Result<RunConfig> {
+    if !args.set.is_empty() && args.resume.is_some() {
+        let mut table =
+            toml::Table::try_from(&c).map_err(|e| SiameseError::config("--set", e.to_string()))?;
+        apply_sets(&mut table, &args.set)?;
+        c = RunConfig::from_table(table, Path::new("<checkpoint run>"), "")?;
+    }
+    let d = &mut c.data;
+    set(&mut d.source, args.source);
+    set(&mut d.path, args.data.clone());
+    if let Some((w, h)) = args.image_size {
+        d.image_width = w;
+        d.image_height = h;
+    }
+    set(&mut d.invert, args.invert);
+    set(&mut d.pairing, args.pairing);
+    if args.eval_pairing.is_some() {
+        d.eval_pairing = args.eval_pairing;
+    }
+    set(&mut d.num_pairs, args.num_pairs);
+    set(&mut d.positive_ratio, args.positive_ratio);
+    set(&mut d.split, args.split);
+    set(&mut d.test_fraction, args.test_fraction);
+    set(&mut d.validation_fraction, args.validation_fraction);
+    if args.limit.is_some() {
+        d.limit = args.limit;
+    }
+    set(&mut d.pair_labels, args.pair_labels);
+    if args.test_path.is_some() {
+        d.test_path = args.test_path.clone();
+    }
+    if args.folds.is_some() {
+        d.folds = args.folds;
+    }
+    set(&mut d.fold, args.fold);
+    let m = &mut c.model;
+    set(&mut m.encoder.hidden, args.hidden.clone());
+    set(&mut m.encoder.activation, args.activation);
+    set(&mut m.encoder.dropout, args.dropout);
+    set(&mut m.encoder.final_activation, args.final_activation);
+    set(&mut m.distance, args.distance);
+    set(&mut c.loss.kind, args.loss);
+    set(&mut c.loss.margin, args.margin);
+    if let Some(name) = &args.optimizer {
+        c.optimizer = match name.to_ascii_lowercase().as_str() {
+            "rmsprop" => OptimizerConfig::rmsprop(),
+            "adam" => OptimizerConfig::adam(),
+            "sgd" => OptimizerConfig::sgd(0.01, 0.0),
+            other => {
+                return Err(SiameseError::config(
+                    "optimizer",
+                    format!("unknown optimizer `{other}`; expected rmsprop, adam or sgd"),
+                ));
+            }
+        };
+    }
+    if let Some(lr) = args.lr {
+        match &mut c.optimizer {
+            OptimizerConfig::Rmsprop { lr: l, .. }
+            | OptimizerConfig::Adam { lr: l, .. }
+            | OptimizerConfig::Sgd { lr: l, .. } => *l = lr,
+        }
+    }
+    match &mut c.optimizer {
+        OptimizerConfig::Rmsprop { rho, epsilon, .. } => {
+            set(rho, args.rho);
+            set(epsilon, args.epsilon);
+        }
+        OptimizerConfig::Adam { epsilon, .. } => set(epsilon, args.epsilon),
+        OptimizerConfig::Sgd { momentum, .. } => set(momentum, args.momentum),
+    }
+    let given = |flag: &'static str, v: bool| v.then_some(flag);
+    let misplaced = match c.optimizer {
+        OptimizerConfig::Rmsprop { .. } => given("momentum", args.momentum.is_some()),
+        OptimizerConfig::Adam { .. } => {
+            given("rho", args.rho.is_some()).or(given("momentum", args.momentum.is_some()))
+        }
+        OptimizerConfig::Sgd { .. } => {
+            given("rho", args.rho.is_some()).or(given("epsilon", args.epsilon.is_some()))
+        }
+    };
+    if let Some(flag) = misplaced {
+        return Err(SiameseError::config(
+            flag,
+            format!("does not apply to the {} optimizer", c.optimizer.name()),
+        ));
+    }
+    set(&mut c.train.epochs, args.epochs);
+    set(&mut c.train.shuffle, args.shuffle);
+    set(&mut c.train.calibrate, args.calibrate.clone());
+    set(&mut c.train.batch_size, args.batch_size);
+    set(&mut c.train.seed, args.seed);
+    set(&mut c.train.threshold, args.threshold);
+    set(&mut c.output, args.output.clone());
+    if args.checkpoint.is_some() {
+        c.train.checkpoint = args.checkpoint.clone();
+    }
+    c.validate()?;
+    Ok(c)
+}
+
+fn toml_value<T: serde::Serialize>(v: &T) -> Result<String> {
+    let value =
+        toml::Value::try_from(v).map_err(|e| SiameseError::config("flags", e.to_string()))?;
+    Ok(value.to_string())
+}
+
+fn set<T>(field: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *field = v;
+    }
+}
+
+/// Parses TOML text into a table, naming the line of a syntax error.
+fn parse_table(text: &str, origin: &Path) -> Result<toml::Table> {
+    text.parse::<toml::Table>().map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        let message = e.message().trim().replace('\n', " ");
+        SiameseError::format(
+            origin,
+            match line {
+                Some(l) => format!("invalid run config at line {l}: {message}"),
+                None => format!("invalid run config: {message}"),
+            },
+        )
+    })
+}
+
+/// The key that a serde error names (`unknown field `batch``), if any.
+fn key_in_error(message: &str) -> Option<String> {
+    let start = message.find('`')? + 1;
+    let end = start + message[start..].find('`')?;
+    let key = &message[start..end];
+    (!key.is_empty()).then(|| format!("{key} "))
+}
+
+/// Applies `section.key=value` overrides to a run config table. The value is read as a TOML
+/// value (`5`, `0.1`, `true`, `"eer"`, `[64, 64]`, `{ rotation = 10 }`); a bare word that is
+/// not one is taken as a string.
+pub fn apply_sets(table: &mut toml::Table, sets: &[String]) -> Result<()> {
+    for set in sets {
+        let (key, value) = set.split_once('=').ok_or_else(|| {
+            SiameseError::config(
+                "--set",
+                format!("`{set}` is not KEY=VALUE (e.g. train.epochs=5)"),
+            )
+        })?;
+        let key = key.trim();
+        let value = value.trim();
+        let parsed: toml::Value = match format!("v = {value}").parse::<toml::Table>() {
+            Ok(mut t) => t.remove("v").unwrap_or(toml::Value::String(value.into())),
+            Err(_) => toml::Value::String(value.into()),
+        };
+        let path: Vec<&str> = key.split('.').map(str::trim).collect();
+        if path.iter().any(|p| p.is_empty()) {
+            return Err(SiameseError::config(
+                "--set",
+                format!("`{key}` is not a key path"),
+            ));
+        }
+        let mut node = &mut *table;
+        for part in &path[..path.len() - 1] {
+            let entry = node
+                .entry(part.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            node = entry.as_table_mut().ok_or_else(|| {
+                SiameseError::config("--set", format!("`{part}` in `{key}` is not a section"))
+            })?;
+        }
+        node.insert(path[path.len() - 1].to_string(), parsed);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_parses_to_the_mnist_recipe() {
+        let c = RunConfig::from_toml(RUN_TEMPLATE, std::path::Path::new("run.toml")).unwrap();
+        assert_eq!(c.data.source, siamese::data::DataSource::Mnist);
+        assert_eq!(c.model.encoder.dropout, 0.1);
+        assert_eq!(c.train.batch_size, 128);
+        assert_eq!(c.optimizer, OptimizerConfig::rmsprop());
+        let m = c.model_config(784).unwrap();
+        assert_eq!(m.network.encoder.input_dim(), 784);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let text = "[data]\nsource = \"mnist\"\npath = \"x\"\nbatch = 3\n";
+        let err = RunConfig::from_toml(text, std::path::Path::new("run.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("run.toml") && err.contains("batch"), "{err}");
+        let err = RunConfig::from_toml(
+            "[data]\nsource = \"floppy\"\npath = \"x\"\n",
+            std::path::Path::new("r.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("floppy"), "{err}");
+    }
+}

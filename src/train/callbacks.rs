@@ -1,0 +1,346 @@
+//! Callbacks of `fit` (Keras's `keras.callbacks`): [`PrintEpochs`], [`KeepBest`] (keep the
+//! weights of the best epoch by a validation metric), [`EarlyStopping`] and [`Checkpoint`]
+//! (a resumable checkpoint directory after every epoch).
+//!
+//! ```
+//! use siamese::prelude::*;
+//! use siamese::train::{EarlyStopping, KeepBest, Monitor};
+//!
+//! let (a, b, y) = siamese::synthetic::random_pairs(64, 10, 0);
+//! let mut model = Siamese::reference(10, 0).unwrap();
+//! let options = FitOptions { validation: Validation::Split(0.25), ..FitOptions::new(6, 16) };
+//! let mut best = KeepBest::new(Monitor::ValLoss);
+//! let mut stop = EarlyStopping::new(Monitor::ValLoss, 2);
+//! let pairs = PairsRef { a: &a, b: &b, labels: &y };
+//! let history = model.fit_with(pairs.into(), &options, vec![&mut best, &mut stop]).unwrap();
+//! assert!(history.epochs.len() <= 6);
+//! assert!(best.best().is_some());
+//! ```
+
+use std::path::PathBuf;
+
+use super::{EpochLog, History, TrainState};
+use crate::config::ModelConfig;
+use crate::data::PairData;
+use crate::error::{Result, SiameseError};
+use crate::siamese::SiameseNetwork;
+
+/// Whether training goes on after an epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Run the next epoch.
+    Continue,
+    /// Stop after this epoch.
+    Stop,
+}
+
+/// What a callback sees at the end of an epoch.
+pub struct EpochContext<'a> {
+    pub(super) network: &'a SiameseNetwork,
+    pub(super) config: &'a ModelConfig,
+    pub(super) validation: Option<PairData<'a>>,
+    pub(super) history: &'a History,
+    pub(super) host: bool,
+    pub(super) snapshot: &'a dyn Fn() -> Result<TrainState>,
+}
+
+impl std::fmt::Debug for EpochContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EpochContext")
+            .field("epochs", &self.history.epochs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EpochContext<'_> {
+    /// The network as trained so far.
+    pub fn network(&self) -> &SiameseNetwork {
+        self.network
+    }
+
+    /// The model's configuration.
+    pub fn config(&self) -> &ModelConfig {
+        self.config
+    }
+
+    /// Every epoch so far, this one included.
+    pub fn history(&self) -> &History {
+        self.history
+    }
+
+    /// The validation pairs, when the run has them.
+    pub fn validation(&self) -> Option<PairData<'_>> {
+        self.validation
+    }
+
+    /// Distances of the validation pairs under the current weights (`None` without
+    /// validation data).
+    pub fn validation_distances(&self) -> Result<Option<Vec<f32>>> {
+        match self.validation {
+            Some(v) => Ok(Some(crate::infer::distances(self.network, v, self.host)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The whole training state after this epoch, optimizer included (what [`Checkpoint`]
+    /// saves).
+    pub fn snapshot(&self) -> Result<TrainState> {
+        (self.snapshot)()
+    }
+}
+
+/// Called by `fit` during training. Every method has a default that does nothing.
+pub trait Callback: Send {
+    /// Before the first epoch to run (`first` is 1, or the next epoch of a resumed run).
+    fn on_train_begin(&mut self, _first: usize, _epochs: usize, _steps: usize) -> Result<()> {
+        Ok(())
+    }
+    /// After step `step` (from 1) of `steps` in `epoch`.
+    fn on_batch_end(&mut self, _epoch: usize, _step: usize, _steps: usize) {}
+    /// After each epoch's validation; [`Control::Stop`] ends training after it.
+    fn on_epoch_end(&mut self, _log: &EpochLog, _ctx: &mut EpochContext<'_>) -> Result<Control> {
+        Ok(Control::Continue)
+    }
+    /// After the last epoch; weights returned here replace the trained ones (e.g. the best).
+    fn on_train_end(&mut self, _history: &History) -> Result<Option<SiameseNetwork>> {
+        Ok(None)
+    }
+}
+
+/// Prints one Keras-like line per epoch to stdout (what `FitOptions::verbose` does).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PrintEpochs {
+    epochs: usize,
+    steps: usize,
+}
+
+impl Callback for PrintEpochs {
+    fn on_train_begin(&mut self, _first: usize, epochs: usize, steps: usize) -> Result<()> {
+        self.epochs = epochs;
+        self.steps = steps;
+        Ok(())
+    }
+
+    fn on_epoch_end(&mut self, log: &EpochLog, _ctx: &mut EpochContext<'_>) -> Result<Control> {
+        println!("{}", super::epoch_line(log, self.epochs, self.steps));
+        Ok(Control::Continue)
+    }
+}
+
+/// A validation quantity to watch.
+pub enum Monitor {
+    /// Validation loss (lower is better).
+    ValLoss,
+    /// Validation pair accuracy (higher is better).
+    ValAccuracy,
+    /// A score of the validation distances, higher is better: e.g. the Spearman correlation
+    /// of similarities with gold scores (the STS protocol).
+    Score {
+        /// Name used in messages.
+        name: String,
+        /// The score from the validation distances.
+        score: Box<dyn FnMut(&[f32]) -> Result<f64> + Send>,
+    },
+}
+
+impl std::fmt::Debug for Monitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+impl Monitor {
+    /// The quantity's name.
+    pub fn name(&self) -> String {
+        match self {
+            Self::ValLoss => "val_loss".into(),
+            Self::ValAccuracy => "val_accuracy".into(),
+            Self::Score { name, .. } => name.clone(),
+        }
+    }
+
+    /// The value after an epoch, oriented so that higher is better.
+    fn value(&mut self, log: &EpochLog, ctx: &EpochContext<'_>) -> Result<f64> {
+        let missing = || {
+            SiameseError::config(
+                "validation",
+                "this callback watches a validation metric; give validation data",
+            )
+        };
+        match self {
+            Self::ValLoss => log.val_loss.map(|l| -(l as f64)).ok_or_else(missing),
+            Self::ValAccuracy => log.val_accuracy.map(|a| a as f64).ok_or_else(missing),
+            Self::Score { score, .. } => {
+                let d = ctx.validation_distances()?.ok_or_else(missing)?;
+                score(&d)
+            }
+        }
+    }
+}
+
+/// Keeps the weights of the epoch with the best monitored value and puts them in place when
+/// training ends (Keras's `ModelCheckpoint(save_best_only)` + `restore_best_weights`).
+#[derive(Debug)]
+pub struct KeepBest {
+    monitor: Monitor,
+    best: Option<(usize, f64, SiameseNetwork)>,
+    values: Vec<f64>,
+}
+
+impl KeepBest {
+    /// Watches `monitor`.
+    pub fn new(monitor: Monitor) -> Self {
+        Self {
+            monitor,
+            best: None,
+            values: Vec::new(),
+        }
+    }
+
+    /// `(epoch, value)` of the best epoch so far; the value is oriented so that higher is
+    /// better (a loss is negated).
+    pub fn best(&self) -> Option<(usize, f64)> {
+        self.best.as_ref().map(|(e, v, _)| (*e, *v))
+    }
+
+    /// The monitored value of every epoch of this call, oriented as in [`Self::best`].
+    pub fn values(&self) -> &[f64] {
+        &self.values
+    }
+
+    /// The quantity watched.
+    pub fn monitor(&self) -> &Monitor {
+        &self.monitor
+    }
+}
+
+impl Callback for KeepBest {
+    fn on_epoch_end(&mut self, log: &EpochLog, ctx: &mut EpochContext<'_>) -> Result<Control> {
+        let v = self.monitor.value(log, ctx)?;
+        self.values.push(v);
+        if self.best.as_ref().is_none_or(|b| v > b.1) {
+            self.best = Some((log.epoch, v, ctx.network().clone()));
+        }
+        Ok(Control::Continue)
+    }
+
+    fn on_train_end(&mut self, _history: &History) -> Result<Option<SiameseNetwork>> {
+        Ok(self.best.as_ref().map(|b| b.2.clone()))
+    }
+}
+
+/// Stops training when the monitored value has not improved by more than `min_delta` for
+/// `patience` epochs (Keras's `EarlyStopping`); with `restore_best`, the best epoch's weights
+/// are put back.
+#[derive(Debug)]
+pub struct EarlyStopping {
+    monitor: Monitor,
+    /// Epochs without improvement before stopping.
+    pub patience: usize,
+    /// Smallest change that counts as an improvement.
+    pub min_delta: f64,
+    /// Put the best epoch's weights back at the end.
+    pub restore_best: bool,
+    best: Option<(usize, f64, Option<SiameseNetwork>)>,
+    wait: usize,
+    stopped_at: Option<usize>,
+}
+
+impl EarlyStopping {
+    /// Watches `monitor` with the given `patience`, `min_delta` 0, no restoring.
+    pub fn new(monitor: Monitor, patience: usize) -> Self {
+        Self {
+            monitor,
+            patience,
+            min_delta: 0.0,
+            restore_best: false,
+            best: None,
+            wait: 0,
+            stopped_at: None,
+        }
+    }
+
+    /// The epoch after which training stopped, if it did.
+    pub fn stopped_at(&self) -> Option<usize> {
+        self.stopped_at
+    }
+}
+
+impl Callback for EarlyStopping {
+    fn on_epoch_end(&mut self, log: &EpochLog, ctx: &mut EpochContext<'_>) -> Result<Control> {
+        let v = self.monitor.value(log, ctx)?;
+        let improved = self.best.as_ref().is_none_or(|b| v - b.1 > self.min_delta);
+        if improved {
+            let weights = self.restore_best.then(|| ctx.network().clone());
+            self.best = Some((log.epoch, v, weights));
+            self.wait = 0;
+            return Ok(Control::Continue);
+        }
+        self.wait += 1;
+        if self.wait >= self.patience {
+            self.stopped_at = Some(log.epoch);
+            return Ok(Control::Stop);
+        }
+        Ok(Control::Continue)
+    }
+
+    fn on_train_end(&mut self, _history: &History) -> Result<Option<SiameseNetwork>> {
+        Ok(self.best.as_mut().and_then(|b| b.2.take()))
+    }
+}
+
+/// Writes a resumable checkpoint directory after every `every`-th epoch: the model (as
+/// `Siamese::save` writes it) plus `train_state.json` and the optimizer's state, replaced
+/// atomically. `Siamese::load_checkpoint` reads it back.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    dir: PathBuf,
+    every: usize,
+    saved: Option<usize>,
+    extra: crate::io::Extra,
+}
+
+impl Checkpoint {
+    /// A checkpoint in `dir` after every epoch.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            every: 1,
+            saved: None,
+            extra: crate::io::Extra::new(),
+        }
+    }
+
+    /// Saves only after every `every`-th epoch (and never less often than once).
+    pub fn every(mut self, every: usize) -> Self {
+        self.every = every.max(1);
+        self
+    }
+
+    /// Application entries saved in every checkpoint's `config.json` (e.g. the run config
+    /// that a resumed run needs).
+    pub fn with_extra(mut self, extra: crate::io::Extra) -> Self {
+        self.extra = extra;
+        self
+    }
+
+    /// The last epoch saved.
+    pub fn saved(&self) -> Option<usize> {
+        self.saved
+    }
+}
+
+impl Callback for Checkpoint {
+    fn on_epoch_end(&mut self, log: &EpochLog, ctx: &mut EpochContext<'_>) -> Result<Control> {
+        if log.epoch.is_multiple_of(self.every) {
+            let state = ctx.snapshot()?;
+            let meta = crate::io::ModelMeta {
+                extra: self.extra.clone(),
+                ..crate::io::ModelMeta::new(ctx.config().clone())
+            };
+            crate::io::save_checkpoint(&self.dir, &meta, ctx.network(), &state)?;
+            self.saved = Some(log.epoch);
+        }
+        Ok(Control::Continue)
+    }
+}
