@@ -15,7 +15,7 @@
 //! or the new one, and leftovers of a killed save are removed by the next save or load.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Device;
@@ -25,7 +25,7 @@ use crate::config::ModelConfig;
 use crate::data::prepare::Preprocessing;
 use crate::error::{Result, SiameseError};
 use crate::siamese::SiameseNetwork;
-use crate::train::{OptimizerSnapshot, TrainState};
+use crate::train::{Callback, Control, EpochContext, EpochLog, OptimizerSnapshot, TrainState};
 
 /// Name of the configuration file in a model directory.
 pub const CONFIG_FILE: &str = "config.json";
@@ -220,6 +220,62 @@ pub fn load_checkpoint(
 /// JSON bytes of a serialisable value.
 fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(v).map_err(|e| SiameseError::Runtime(format!("cannot serialise: {e}")))
+}
+
+/// Writes a resumable checkpoint directory after every `every`-th epoch: the model (as
+/// `Siamese::save` writes it) plus `train_state.json` and the optimizer's state, replaced
+/// atomically. `Siamese::load_checkpoint` reads it back.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    dir: PathBuf,
+    every: usize,
+    saved: Option<usize>,
+    extra: Extra,
+}
+
+impl Checkpoint {
+    /// A checkpoint in `dir` after every epoch.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            every: 1,
+            saved: None,
+            extra: Extra::new(),
+        }
+    }
+
+    /// Saves only after every `every`-th epoch (and never less often than once).
+    pub fn every(mut self, every: usize) -> Self {
+        self.every = every.max(1);
+        self
+    }
+
+    /// Application entries saved in every checkpoint's `config.json` (e.g. the run config
+    /// that a resumed run needs).
+    pub fn with_extra(mut self, extra: Extra) -> Self {
+        self.extra = extra;
+        self
+    }
+
+    /// The last epoch saved.
+    pub fn saved(&self) -> Option<usize> {
+        self.saved
+    }
+}
+
+impl Callback for Checkpoint {
+    fn on_epoch_end(&mut self, log: &EpochLog, ctx: &mut EpochContext<'_>) -> Result<Control> {
+        if log.epoch.is_multiple_of(self.every) {
+            let state = ctx.snapshot()?;
+            let meta = ModelMeta {
+                extra: self.extra.clone(),
+                ..ModelMeta::new(ctx.config().clone())
+            };
+            save_checkpoint(&self.dir, &meta, ctx.network(), &state)?;
+            self.saved = Some(log.epoch);
+        }
+        Ok(Control::Continue)
+    }
 }
 
 /// Loads the model directory `dir` onto `device`.

@@ -27,13 +27,15 @@
 //! Modules, in the order data flows through them (each imports only modules before it):
 //! [`error`], [`atomic`], [`simd`] (leaves) → [`data`] (matrices, pair containers, loaders,
 //! pair building, preprocessing) → [`encoder`], [`distance`], [`siamese`] (the network),
-//! [`loss`], [`optim`] → [`config`] ([`config::ModelConfig`]) → [`fused`] (host kernels) →
-//! [`infer`] (scores, distances, evaluation) → [`train`] (the epoch loop, callbacks,
-//! checkpoints' state) → [`io`] (model directories, checkpoints) → [`model`] (the Keras-like
-//! [`model::Siamese`]) → [`eval`], [`report`] (metrics). For MLP encoders on the CPU,
+//! [`loss`], [`optim`] → [`config`] ([`config::ModelConfig`]) → [`eval`] (metrics,
+//! calibration) → [`fused`] (host kernels) → [`infer`] (scores, distances, evaluation) →
+//! [`train`] (the epoch loop, callbacks, resumable state) → [`io`] (model directories,
+//! checkpoints) → [`model`] (the Keras-like [`model::Siamese`]) → [`report`]. For MLP encoders on the CPU,
 //! [`fused`] computes the same training step and forward pass without burn's graph, and it
 //! runs the inference of the common convolutional encoders too (much faster;
 //! `Siamese::set_fused(false)` turns it off).
+
+#![warn(missing_docs)]
 
 pub mod atomic;
 pub mod config;

@@ -25,7 +25,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Pairs/s of `Siamese::fit` (shuffle on, progress off) over `epochs` epochs.
 fn fit_rate(dim: usize, batch: usize, n: usize, epochs: usize) -> f64 {
     let (a, b, y) = random_pairs(n, dim, 1);
-    let mut model = Siamese::reference(dim, 0).unwrap();
+    let mut model = siamese_app::cli::with_env(Siamese::reference(dim, 0).unwrap());
     let options = FitOptions {
         verbose: false,
         ..FitOptions::new(1, batch)
@@ -74,7 +74,7 @@ fn bare_rate(dim: usize, batch: usize, n: usize, epochs: usize) -> f64 {
 
 fn predict_rate(dim: usize, n: usize, reps: usize) -> f64 {
     let (a, b, _) = random_pairs(n, dim, 2);
-    let model = Siamese::reference(dim, 0).unwrap();
+    let model = siamese_app::cli::with_env(Siamese::reference(dim, 0).unwrap());
     model.predict(&a, &b).unwrap();
     let t = Instant::now();
     for _ in 0..reps {
@@ -86,7 +86,7 @@ fn predict_rate(dim: usize, n: usize, reps: usize) -> f64 {
 /// Mean seconds of one `predict` call on a single pair (the latency a service sees).
 fn single_pair_latency(dim: usize, calls: usize) -> f64 {
     let (a, b, _) = random_pairs(1, dim, 3);
-    let model = Siamese::reference(dim, 0).unwrap();
+    let model = siamese_app::cli::with_env(Siamese::reference(dim, 0).unwrap());
     for _ in 0..100 {
         model.predict(&a, &b).unwrap();
     }

@@ -84,8 +84,8 @@ struct Args {
     /// Seed of the weights and the data.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Run through burn's autodiff graph instead of the fused MLP path (`SIAMESE_FUSED=0`):
-    /// the "before" figures of the fused path.
+    /// Run through burn's autodiff graph instead of the fused MLP path
+    /// (`Siamese::set_fused(false)`): the "before" figures of the fused path.
     #[arg(long)]
     burn: bool,
 }
@@ -93,10 +93,6 @@ struct Args {
 fn main() -> Result<()> {
     siamese_app::alloc::tune_host_allocator();
     let args = Args::parse();
-    if args.burn {
-        // SAFETY: set before any other thread exists (rayon's pool is built just below).
-        unsafe { std::env::set_var("SIAMESE_FUSED", "0") };
-    }
     if let Some(n) = args.threads {
         rayon_global(n);
     }
@@ -130,6 +126,7 @@ fn main() -> Result<()> {
             Siamese::new(config, &siamese::burn::tensor::Device::flex())?
         }
     };
+    model.set_fused(!args.burn);
     let (seconds, processed) = match args.mode {
         Mode::Startup => (started.elapsed().as_secs_f64(), 0),
         Mode::Train => {

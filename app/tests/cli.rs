@@ -603,3 +603,111 @@ fn text_flags_and_losses_are_checked() {
     let o = siamese(&["predict", "--model", "m4", "--text-a", "a b"], dir);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// The epoch, loss and accuracy columns of a history.csv (the wall time differs run to run).
+fn history_metrics(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+        .collect()
+}
+
+#[test]
+fn resume_continues_a_checkpointed_run_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let data = pairs_dir(dir, "pairs", 120, 8);
+    let one_thread = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_siamese"))
+            .args(args)
+            .current_dir(dir)
+            .env_remove("SIAMESE_DATA_DIR")
+            .env("RAYON_NUM_THREADS", "1")
+            .output()
+            .unwrap()
+    };
+    let base = [
+        "train",
+        "--source",
+        "pairs",
+        "--data",
+        data.to_str().unwrap(),
+        "--batch-size",
+        "16",
+        "--quiet",
+    ];
+    let mut whole = base.to_vec();
+    whole.extend(["--epochs", "4", "--output", "whole"]);
+    let o = one_thread(&whole);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut first = base.to_vec();
+    first.extend(["--epochs", "2", "--output", "first", "--checkpoint", "ckpt"]);
+    let o = one_thread(&first);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(dir.join("ckpt/train_state.json").exists());
+    let o = one_thread(&[
+        "train", "--resume", "ckpt", "--epochs", "4", "--output", "resumed", "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("resuming after epoch 2"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert_eq!(
+        history_metrics(&dir.join("resumed/history.csv")),
+        history_metrics(&dir.join("whole/history.csv"))
+    );
+    let predict = |model: &str| {
+        let o = one_thread(&[
+            "predict",
+            "--model",
+            model,
+            "--a",
+            "pairs/a.npy",
+            "--b",
+            "pairs/b.npy",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        o.stdout
+    };
+    assert_eq!(predict("resumed"), predict("whole"));
+}
+
+#[test]
+fn set_overrides_any_key_and_config_errors_come_before_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let data = pairs_dir(dir, "pairs", 60, 8);
+    // A bad value anywhere is reported before any data is read or epoch runs.
+    let o = train_pairs(dir, &data, "m", &["--set", "train.calibrate=\"best\""]);
+    assert_input_error(&o, &["train.calibrate", "best"]);
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("pairs"));
+    let o = train_pairs(dir, &data, "m", &["--set", "train.batch=3"]);
+    assert_input_error(&o, &["batch"]);
+    let o = train_pairs(dir, &data, "m", &["--set", "data.fold=5", "--folds", "3"]);
+    assert_input_error(&o, &["data.fold"]);
+    assert!(!dir.join("m").exists());
+    // A good one takes effect: 3 epochs in the history.
+    let o = train_pairs(
+        dir,
+        &data,
+        "m",
+        &[
+            "--set",
+            "train.epochs=3",
+            "--set",
+            "model.encoder.hidden=[16, 4]",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let history = std::fs::read_to_string(dir.join("m/history.csv")).unwrap();
+    // train_pairs passes --epochs 2 after --set: the flag wins, as documented.
+    assert_eq!(history.lines().count(), 3, "{history}");
+    let config = std::fs::read_to_string(dir.join("m/config.json")).unwrap();
+    assert!(
+        config.contains("\"hidden\": [\n") && config.contains("16"),
+        "{config}"
+    );
+}

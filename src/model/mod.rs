@@ -421,7 +421,7 @@ impl Siamese {
         Ok(model)
     }
 
-    /// Loads a checkpoint written by [`crate::train::Checkpoint`]: the model with its
+    /// Loads a checkpoint written by [`crate::io::Checkpoint`]: the model with its
     /// optimizer's state, and the [`TrainState`] to pass to [`Self::resume`].
     pub fn load_checkpoint(dir: impl AsRef<Path>, device: &Device) -> Result<(Self, TrainState)> {
         let dir = dir.as_ref();

@@ -1,6 +1,6 @@
 //! Callbacks of `fit` (Keras's `keras.callbacks`): [`PrintEpochs`], [`KeepBest`] (keep the
-//! weights of the best epoch by a validation metric), [`EarlyStopping`] and [`Checkpoint`]
-//! (a resumable checkpoint directory after every epoch).
+//! weights of the best epoch by a validation metric), [`EarlyStopping`]; `io::Checkpoint`
+//! writes a resumable checkpoint directory after every epoch.
 //!
 //! ```
 //! use siamese::prelude::*;
@@ -16,8 +16,6 @@
 //! assert!(history.epochs.len() <= 6);
 //! assert!(best.best().is_some());
 //! ```
-
-use std::path::PathBuf;
 
 use super::{EpochLog, History, TrainState};
 use crate::config::ModelConfig;
@@ -82,7 +80,7 @@ impl EpochContext<'_> {
         }
     }
 
-    /// The whole training state after this epoch, optimizer included (what [`Checkpoint`]
+    /// The whole training state after this epoch, optimizer included (what `io::Checkpoint`
     /// saves).
     pub fn snapshot(&self) -> Result<TrainState> {
         (self.snapshot)()
@@ -286,61 +284,5 @@ impl Callback for EarlyStopping {
 
     fn on_train_end(&mut self, _history: &History) -> Result<Option<SiameseNetwork>> {
         Ok(self.best.as_mut().and_then(|b| b.2.take()))
-    }
-}
-
-/// Writes a resumable checkpoint directory after every `every`-th epoch: the model (as
-/// `Siamese::save` writes it) plus `train_state.json` and the optimizer's state, replaced
-/// atomically. `Siamese::load_checkpoint` reads it back.
-#[derive(Debug, Clone)]
-pub struct Checkpoint {
-    dir: PathBuf,
-    every: usize,
-    saved: Option<usize>,
-    extra: crate::io::Extra,
-}
-
-impl Checkpoint {
-    /// A checkpoint in `dir` after every epoch.
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self {
-            dir: dir.into(),
-            every: 1,
-            saved: None,
-            extra: crate::io::Extra::new(),
-        }
-    }
-
-    /// Saves only after every `every`-th epoch (and never less often than once).
-    pub fn every(mut self, every: usize) -> Self {
-        self.every = every.max(1);
-        self
-    }
-
-    /// Application entries saved in every checkpoint's `config.json` (e.g. the run config
-    /// that a resumed run needs).
-    pub fn with_extra(mut self, extra: crate::io::Extra) -> Self {
-        self.extra = extra;
-        self
-    }
-
-    /// The last epoch saved.
-    pub fn saved(&self) -> Option<usize> {
-        self.saved
-    }
-}
-
-impl Callback for Checkpoint {
-    fn on_epoch_end(&mut self, log: &EpochLog, ctx: &mut EpochContext<'_>) -> Result<Control> {
-        if log.epoch.is_multiple_of(self.every) {
-            let state = ctx.snapshot()?;
-            let meta = crate::io::ModelMeta {
-                extra: self.extra.clone(),
-                ..crate::io::ModelMeta::new(ctx.config().clone())
-            };
-            crate::io::save_checkpoint(&self.dir, &meta, ctx.network(), &state)?;
-            self.saved = Some(log.epoch);
-        }
-        Ok(Control::Continue)
     }
 }

@@ -28,7 +28,7 @@ mod state;
 mod triplets;
 
 pub use callbacks::{
-    Callback, Checkpoint, Control, EarlyStopping, EpochContext, KeepBest, Monitor, PrintEpochs,
+    Callback, Control, EarlyStopping, EpochContext, KeepBest, Monitor, PrintEpochs,
 };
 pub use epochs::{FitOutcome, Hooks, fit, fit_fused};
 pub use state::{OptimizerSnapshot, TrainState};

@@ -98,7 +98,7 @@ impl OptimizerSnapshot {
 }
 
 /// Where a training run stands after a whole epoch (see the module docs). Saved in a
-/// checkpoint directory by [`super::Checkpoint`] and continued with [`super::Hooks::resume`]
+/// checkpoint directory by `io::Checkpoint` and continued with [`super::Hooks::resume`]
 /// (or `Siamese::fit_with`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainState {

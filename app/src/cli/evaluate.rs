@@ -48,7 +48,7 @@ fn load_pair_data(model: &Siamese, data: &Path, pair_labels: LabelConvention) ->
 
 /// `siamese evaluate`.
 pub fn evaluate(args: &EvaluateArgs, device: &Device) -> Result<()> {
-    let model = Siamese::load(&args.model, device)?;
+    let model = super::with_env(Siamese::load(&args.model, device)?);
     // The pairs to evaluate and, for a rebuilt run, the labelled test samples.
     let test: PairSet = match &args.data {
         Some(path) => PairSet::Dense(load_pair_data(&model, path, args.pair_labels)?),

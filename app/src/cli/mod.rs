@@ -25,6 +25,7 @@ use siamese::loss::LossKind;
 use siamese::model::Siamese;
 
 mod evaluate;
+mod flags;
 mod predict;
 mod train;
 
@@ -403,6 +404,18 @@ fn init(path: &Path, force: bool) -> Result<()> {
     siamese::atomic::write_file_atomic(path, crate::config::RUN_TEMPLATE.as_bytes())?;
     println!("wrote {}", path.display());
     Ok(())
+}
+
+/// `model` with the binary's environment applied: `SIAMESE_FUSED=0` (or `off`, `false`) runs
+/// it through burn alone instead of the host paths.
+pub fn with_env(mut model: Siamese) -> Siamese {
+    if matches!(
+        std::env::var("SIAMESE_FUSED").as_deref(),
+        Ok("0" | "off" | "false")
+    ) {
+        model.set_fused(false);
+    }
+    model
 }
 
 /// A serialisable value as JSON.

@@ -26,7 +26,7 @@ pub fn predict(
     decide: bool,
     device: &Device,
 ) -> Result<()> {
-    let model = Siamese::load(model_dir, device)?;
+    let model = super::with_env(Siamese::load(model_dir, device)?);
     let (ma, mb, a, b) = match inputs {
         Inputs::Files(a, b) => {
             let (ma, _) = model.load_inputs(a)?;
@@ -104,7 +104,7 @@ pub fn predict(
 
 /// `siamese embed`.
 pub fn embed(model_dir: &Path, input: &Path, out: &Path, device: &Device) -> Result<()> {
-    let model = Siamese::load(model_dir, device)?;
+    let model = super::with_env(Siamese::load(model_dir, device)?);
     let (x, paths) = model.load_inputs(input)?;
     let e = model.embed(&x)?;
     siamese::data::table::write_matrix_any(out, &e, None)?;

@@ -8,12 +8,10 @@ use siamese::data::PairData;
 use siamese::data::prepare;
 use siamese::error::{Result, SiameseError};
 use siamese::eval::Objective;
-use siamese::io::Threshold;
+use siamese::io::{Checkpoint, Threshold};
 use siamese::model::Siamese;
 use siamese::report::VerificationReport;
-use siamese::train::{
-    Augment, Callback, Checkpoint, FitOptions, KeepBest, Monitor, TrainState, Validation,
-};
+use siamese::train::{Augment, Callback, FitOptions, KeepBest, Monitor, TrainState, Validation};
 
 use super::{TrainArgs, json, resolve};
 use crate::config::RunConfig;
@@ -26,11 +24,11 @@ pub fn train(args: TrainArgs, device: &Device) -> Result<()> {
             let (model, state) = Siamese::load_checkpoint(dir, device)?;
             let run = RunConfig::from_model(&model, dir)?;
             (
-                crate::config::apply_flags(run, &args)?,
+                super::flags::apply_flags(run, &args)?,
                 Some((model, state, dir.clone())),
             )
         }
-        None => (crate::config::run_config(&args)?, None),
+        None => (super::flags::run_config(&args)?, None),
     };
     let verbose = !args.quiet;
     let mut data_config = config.data.clone();
@@ -39,7 +37,7 @@ pub fn train(args: TrainArgs, device: &Device) -> Result<()> {
     for line in &data.description {
         println!("{line}");
     }
-    let (mut model, state, checkpoint_dir) = match resume {
+    let (model, state, checkpoint_dir) = match resume {
         Some((model, state, dir)) => {
             println!(
                 "resuming after epoch {} from {}",
@@ -57,6 +55,7 @@ pub fn train(args: TrainArgs, device: &Device) -> Result<()> {
             (model, None, config.train.checkpoint.clone())
         }
     };
+    let mut model = super::with_env(model);
     model.set_preprocessing(
         data.preprocessing.clone(),
         data.text.as_ref().map(|t| t.tokenizer.clone()),
