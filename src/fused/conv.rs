@@ -27,8 +27,9 @@
 //! pairs/s, 1.09× Keras 3 and 4.1× PyTorch; 7,319 pairs/s in run 10 (1.7× Keras, 5.1×
 //! PyTorch).
 
+use super::host::{HostHead, check_pair_inputs, check_rows, with_thread_scratch};
+use super::mlp::read;
 use super::packed::PackedDense;
-use super::{HostHead, check_pair_inputs, check_rows, read, with_thread_scratch};
 use crate::data::Matrix;
 use crate::encoder::conv::{ConvEncoder, ConvLayerConfig as L, ConvModule, Padding};
 use crate::encoder::{Activation, Encoder};

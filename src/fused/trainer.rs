@@ -1,0 +1,385 @@
+//! Fused training ([`FusedTrainer`]): one optimizer step of an MLP Siamese network with the
+//! contrastive loss, forward and backward over each thread's rows with hand-fused kernels.
+
+use rayon::prelude::*;
+
+use super::mlp::{FusedMlp, matmul};
+use super::optimizer::{FusedOptimizer, OptimizerState};
+use crate::distance::{ClampMinNan, Distance, EPSILON};
+use crate::encoder::{Encoder, SeededDropout};
+use crate::error::{Result, SiameseError};
+use crate::siamese::SiameseNetwork;
+use crate::simd::multiversion;
+
+multiversion! {
+    /// `h ← h ⊙ m` (dropout).
+    fn mul_assign(h: &mut [f32], m: &[f32]) {
+        for (v, m) in h.iter_mut().zip(m) {
+            *v *= m;
+        }
+    }
+}
+
+multiversion! {
+    /// `g ← g ⊙ act′ ⊙ m` from the layer's output `h` (ReLU: where `h > 0`), `m` the dropout
+    /// mask or empty.
+    fn backward_mask(g: &mut [f32], h: &[f32], m: &[f32], relu: bool) {
+        match (relu, m.is_empty()) {
+            (true, false) => {
+                for ((g, &h), &m) in g.iter_mut().zip(h).zip(m) {
+                    *g = if h > 0.0 { *g * m } else { 0.0 };
+                }
+            }
+            (true, true) => {
+                for (g, &h) in g.iter_mut().zip(h) {
+                    *g = if h > 0.0 { *g } else { 0.0 };
+                }
+            }
+            (false, false) => {
+                for (g, &m) in g.iter_mut().zip(m) {
+                    *g *= m;
+                }
+            }
+            (false, true) => {}
+        }
+    }
+}
+
+multiversion! {
+    /// `acc ← acc + Σ_rows g` (`g: [rows, acc.len()]`), or `acc ← Σ_rows g` when `fresh`.
+    fn column_sums(acc: &mut [f32], g: &[f32], fresh: bool) {
+        if fresh {
+            acc.fill(0.0);
+        }
+        for row in g.chunks_exact(acc.len()) {
+            for (a, v) in acc.iter_mut().zip(row) {
+                *a += v;
+            }
+        }
+    }
+}
+
+/// Hyper-parameters of one fused training run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FusedHyper {
+    /// The optimizer.
+    pub optimizer: FusedOptimizer,
+    /// Contrastive margin.
+    pub margin: f32,
+}
+
+/// What one fused step reports: the batch's mean loss and each pair's distance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepOutput {
+    /// Mean contrastive loss of the batch.
+    pub loss: f32,
+    /// Distance of every pair of the batch.
+    pub distances: Vec<f32>,
+}
+
+/// Per-thread weight gradients, `[kernel, bias]` per layer.
+type Grads = Vec<[Vec<f32>; 2]>;
+
+/// Trains an MLP Siamese network with the Euclidean distance and the contrastive loss, with
+/// fused kernels (see the module docs) and any of the crate's optimizers.
+#[derive(Debug)]
+pub struct FusedTrainer {
+    mlp: FusedMlp,
+    state: OptimizerState,
+    hyper: FusedHyper,
+    dropout: Option<SeededDropout>,
+    /// Stacked inputs of the current batch, `[2·batch, input_dim]`: branch A then branch B.
+    x: Vec<f32>,
+    /// Activations per layer, `[2·batch, fan_out]`.
+    acts: Vec<Vec<f32>>,
+    /// Dropout masks per layer (empty without dropout).
+    masks: Vec<Vec<f32>>,
+    /// Gradient ping-pong buffers, `[2·batch, widest]`.
+    grad: [Vec<f32>; 2],
+    /// Weight gradients of each thread's rows.
+    grads: Vec<Grads>,
+}
+
+impl FusedTrainer {
+    /// A trainer for `network` (None when the fused path cannot compute it), resuming the
+    /// optimizer from `state` when its shapes match.
+    pub fn new(
+        network: &SiameseNetwork,
+        state: Option<OptimizerState>,
+        hyper: FusedHyper,
+    ) -> Option<Self> {
+        if network.weighted_l1.is_some() || network.distance() != Distance::Euclidean {
+            return None;
+        }
+        let mlp = FusedMlp::from_network(network)?;
+        let dropout = match &network.encoder {
+            Encoder::Mlp(m) => m.dropout.clone(),
+            _ => None,
+        };
+        let zeros = |m: &FusedMlp| -> Grads {
+            m.layers
+                .iter()
+                .map(|d| [vec![0.0; d.kernel.len()], vec![0.0; d.bias.len()]])
+                .collect()
+        };
+        let kind = Some(hyper.optimizer.name());
+        let fresh = OptimizerState {
+            first: zeros(&mlp),
+            second: zeros(&mlp),
+            steps: 0,
+            kind,
+        };
+        // Resume only a state of the same optimizer over the same shapes.
+        let same_shapes = |a: &Grads, b: &Grads| {
+            a.len() == b.len()
+                && a.iter()
+                    .zip(b)
+                    .all(|(a, b)| a[0].len() == b[0].len() && a[1].len() == b[1].len())
+        };
+        let state = state
+            .filter(|s| s.kind == kind && same_shapes(&s.first, &fresh.first))
+            .unwrap_or(fresh);
+        let threads = rayon::current_num_threads().max(1);
+        let grads = (0..threads).map(|_| zeros(&mlp)).collect();
+        Some(Self {
+            acts: vec![Vec::new(); mlp.layers.len()],
+            masks: vec![Vec::new(); mlp.layers.len()],
+            mlp,
+            state,
+            hyper,
+            dropout,
+            x: Vec::new(),
+            grad: [Vec::new(), Vec::new()],
+            grads,
+        })
+    }
+
+    /// Restarts the dropout mask stream from `seed`.
+    pub fn reseed(&self, seed: u64) {
+        if let Some(d) = &self.dropout {
+            d.reseed(seed);
+        }
+    }
+
+    /// The current weights.
+    pub fn mlp(&self) -> &FusedMlp {
+        &self.mlp
+    }
+
+    /// The optimizer state, to resume a later `fit` from.
+    pub fn into_state(self) -> OptimizerState {
+        self.state
+    }
+
+    /// The optimizer state so far (moments and step count).
+    pub fn state(&self) -> &OptimizerState {
+        &self.state
+    }
+
+    /// One optimizer step on a batch of `labels.len()` pairs. The inputs are stacked
+    /// `[2·pairs, input_dim]`, branch A then branch B: `fill(r, row)` writes stacked row `r`
+    /// (pair `r`'s A input for `r < pairs`, pair `r − pairs`'s B input otherwise). Each
+    /// thread fills its own rows, so gathering a shuffled batch runs in parallel too.
+    pub fn step(
+        &mut self,
+        labels: &[f32],
+        fill: &(dyn Fn(usize, &mut [f32]) + Sync),
+    ) -> Result<StepOutput> {
+        let pairs = labels.len();
+        let rows = 2 * pairs;
+        let dim = self.mlp.input_dim();
+        if pairs == 0 {
+            return Err(SiameseError::Empty(
+                "a fused training batch with no pairs".into(),
+            ));
+        }
+        self.x.resize(rows * dim, 0.0);
+        let layers = self.mlp.layers.len();
+        for (l, d) in self.mlp.layers.iter().enumerate() {
+            self.acts[l].resize(rows * d.fan_out, 0.0);
+        }
+        // Dropout masks are drawn layer by layer over all rows, as the burn path draws them.
+        if let Some(dropout) = &self.dropout {
+            for l in 0..layers - 1 {
+                let len = rows * self.mlp.layers[l].fan_out;
+                self.masks[l] = dropout.mask(len);
+            }
+        }
+        let widest = self.mlp.widest();
+        for g in &mut self.grad {
+            g.resize(rows * widest, 0.0);
+        }
+        let threads = self.grads.len();
+        let chunk = rows.div_ceil(threads).max(1);
+
+        // Forward, each thread on its own rows through every layer.
+        {
+            let mlp = &self.mlp;
+            let masks = &self.masks;
+            let mut views: Vec<Vec<&mut [f32]>> = self.x[..rows * dim]
+                .chunks_mut(chunk * dim)
+                .map(|x| vec![x])
+                .collect();
+            for (l, act) in self.acts.iter_mut().enumerate() {
+                for (c, part) in act.chunks_mut(chunk * mlp.layers[l].fan_out).enumerate() {
+                    views[c].push(part);
+                }
+            }
+            views.into_par_iter().enumerate().for_each(|(c, mut bufs)| {
+                let r0 = c * chunk;
+                let (x, acts) = bufs.split_at_mut(1);
+                let n = x[0].len() / dim;
+                for (r, row) in x[0].chunks_exact_mut(dim).enumerate() {
+                    fill(r0 + r, row);
+                }
+                for l in 0..layers {
+                    let (done, rest) = acts.split_at_mut(l);
+                    let input: &[f32] = if l == 0 { &x[0][..] } else { &done[l - 1][..] };
+                    mlp.dense_forward(l, input, n, &mut rest[0][..]);
+                    if !masks[l].is_empty() {
+                        let w = mlp.layers[l].fan_out;
+                        mul_assign(&mut rest[0][..], &masks[l][r0 * w..(r0 + n) * w]);
+                    }
+                }
+            });
+        }
+
+        // Distances, loss and ∂L/∂embedding for both branches (cheap: one pass over pairs).
+        let emb = self.mlp.output_dim();
+        let (margin, scale) = (self.hyper.margin, 2.0 / pairs as f32);
+        let e = &self.acts[layers - 1];
+        let g = &mut self.grad[0];
+        // Gradient buffers are laid out per thread chunk: `[chunk rows, widest]` blocks.
+        let at = |r: usize| (r / chunk) * chunk * widest + (r % chunk) * emb;
+        let mut distances = Vec::with_capacity(pairs);
+        let mut loss = 0.0f64;
+        for (i, &y) in labels.iter().enumerate() {
+            let (ea, eb) = (
+                &e[i * emb..(i + 1) * emb],
+                &e[(pairs + i) * emb..(pairs + i + 1) * emb],
+            );
+            let s: f32 = ea.iter().zip(eb).map(|(a, b)| (a - b) * (a - b)).sum();
+            let d = s.clamp_min_nan(EPSILON).sqrt();
+            let hinge = (margin - d).max(0.0);
+            loss += (y * d * d + (1.0 - y) * hinge * hinge) as f64;
+            distances.push(d);
+            // ∂L/∂d, then ∂d/∂s = 1/(2d) where s > ε (0 where the clamp holds), ∂s/∂eₐ = 2(eₐ − e_b).
+            let dd = scale * (y * d - (1.0 - y) * hinge);
+            let k = if s > EPSILON { dd / d } else { 0.0 };
+            let (ia, ib) = (at(i), at(pairs + i));
+            for j in 0..emb {
+                let v = k * (ea[j] - eb[j]);
+                g[ia + j] = v;
+                g[ib + j] = -v;
+            }
+        }
+        let loss = (loss / pairs as f64) as f32;
+
+        // Backward, each thread on its own rows; weight gradients per thread.
+        {
+            let mlp = &self.mlp;
+            let masks = &self.masks;
+            let x = &self.x[..rows * dim];
+            let acts = &self.acts;
+            let [g0, g1] = &mut self.grad;
+            let parts: Vec<_> = g0
+                .chunks_mut(chunk * widest)
+                .zip(g1.chunks_mut(chunk * widest))
+                .zip(self.grads.iter_mut())
+                .take(rows.div_ceil(chunk))
+                .collect();
+            parts
+                .into_par_iter()
+                .enumerate()
+                .for_each(|(c, ((g_out, g_in), grads))| {
+                    let r0 = c * chunk;
+                    let n = (rows - r0).min(chunk);
+                    // g_out holds ∂L/∂H of the current layer, laid out [n, fan_out].
+                    let (mut cur, mut next) = (g_out, g_in);
+                    for l in (0..layers).rev() {
+                        let d = &mlp.layers[l];
+                        let h = &acts[l][r0 * d.fan_out..(r0 + n) * d.fan_out];
+                        let gz = &mut cur[..n * d.fan_out];
+                        let mask: &[f32] = if masks[l].is_empty() {
+                            &[]
+                        } else {
+                            &masks[l][r0 * d.fan_out..(r0 + n) * d.fan_out]
+                        };
+                        backward_mask(gz, h, mask, mlp.activated(l));
+                        let input: &[f32] = if l == 0 {
+                            &x[r0 * dim..(r0 + n) * dim]
+                        } else {
+                            let w = mlp.layers[l - 1].fan_out;
+                            &acts[l - 1][r0 * w..(r0 + n) * w]
+                        };
+                        let [gw, gb] = &mut grads[l];
+                        matmul(
+                            gw,
+                            (d.fan_in, d.fan_out, n),
+                            input,
+                            (1, d.fan_in),
+                            gz,
+                            (d.fan_out, 1),
+                        );
+                        column_sums(gb, gz, true);
+                        if l > 0 {
+                            matmul(
+                                &mut next[..n * d.fan_in],
+                                (n, d.fan_in, d.fan_out),
+                                gz,
+                                (d.fan_out, 1),
+                                &d.kernel,
+                                (1, d.fan_out),
+                            );
+                            std::mem::swap(&mut cur, &mut next);
+                        }
+                    }
+                });
+        }
+
+        // Sum the threads' gradients into the first thread's and apply the optimizer, in
+        // parallel over spans of parameters (square roots and divisions are not cheap).
+        const SPAN: usize = 8192;
+        let used = rows.div_ceil(chunk);
+        let (first, rest) = self.grads.split_at_mut(1);
+        let others = &rest[..used - 1];
+        let mut spans = Vec::new();
+        let state = &mut self.state;
+        let slots = state.first.iter_mut().zip(state.second.iter_mut());
+        for (l, ((layer, (first_slot, second_slot)), grads)) in self
+            .mlp
+            .layers
+            .iter_mut()
+            .zip(slots)
+            .zip(first[0].iter_mut())
+            .enumerate()
+        {
+            let ([s1k, s1b], [s2k, s2b], [gk, gb]) = (first_slot, second_slot, grads);
+            let params = [
+                (&mut layer.kernel, s1k, s2k, gk),
+                (&mut layer.bias, s1b, s2b, gb),
+            ];
+            for (p, (w, s1, s2, g)) in params.into_iter().enumerate() {
+                let parts = w
+                    .chunks_mut(SPAN)
+                    .zip(s1.chunks_mut(SPAN))
+                    .zip(s2.chunks_mut(SPAN))
+                    .zip(g.chunks_mut(SPAN));
+                for (s, (((w, s1), s2), g)) in parts.enumerate() {
+                    spans.push((l, p, s * SPAN, w, s1, s2, g));
+                }
+            }
+        }
+        state.steps += 1;
+        let (optimizer, t) = (self.hyper.optimizer, state.steps);
+        spans
+            .into_par_iter()
+            .for_each(|(l, p, start, w, s1, s2, g)| {
+                for other in others {
+                    column_sums(g, &other[l][p][start..start + g.len()], false);
+                }
+                optimizer.update(w, s1, s2, g, t);
+            });
+        Ok(StepOutput { loss, distances })
+    }
+}
