@@ -30,8 +30,11 @@ fn config() -> ModelConfig {
     c
 }
 
+/// One epoch's metrics without the wall time.
+type Metrics = (usize, f32, f32, Option<f32>, Option<f32>);
+
 /// Every epoch's metrics without the wall time.
-fn metrics(h: &History) -> Vec<(usize, f32, f32, Option<f32>, Option<f32>)> {
+fn metrics(h: &History) -> Vec<Metrics> {
     h.epochs
         .iter()
         .map(|e| (e.epoch, e.loss, e.accuracy, e.val_loss, e.val_accuracy))

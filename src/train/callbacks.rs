@@ -125,6 +125,9 @@ impl Callback for PrintEpochs {
     }
 }
 
+/// A score of the validation distances (higher is better).
+pub type ScoreFn = Box<dyn FnMut(&[f32]) -> Result<f64> + Send>;
+
 /// A validation quantity to watch.
 pub enum Monitor {
     /// Validation loss (lower is better).
@@ -137,7 +140,7 @@ pub enum Monitor {
         /// Name used in messages.
         name: String,
         /// The score from the validation distances.
-        score: Box<dyn FnMut(&[f32]) -> Result<f64> + Send>,
+        score: ScoreFn,
     },
 }
 
