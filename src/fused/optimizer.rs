@@ -193,7 +193,7 @@ impl FusedOptimizer {
         })
     }
 
-    /// The names [`Self::name`] gives.
+    /// The names `name()` gives.
     pub const NAMES: [&'static str; 3] = ["rmsprop", "adam", "sgd"];
 
     pub(super) fn name(self) -> &'static str {
