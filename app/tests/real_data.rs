@@ -68,7 +68,9 @@ fn mnist_recipe_short_learns() {
 /// on the saved model, tokenizer included.
 #[test]
 fn stsb_text_model_end_to_end() {
-    let Some(dir) = data_dir("stsb") else { return };
+    let Some(dir) = data_dir("sts_benchmark") else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let config =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/stsb.toml"))
