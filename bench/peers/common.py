@@ -5,7 +5,7 @@ Every peer script takes the same flags as `examples/peer_bench.rs`:
     --mode train|predict|startup [--model mlp|conv] --dim 100 --batch 32 --pairs 8192 --epochs 2
     [--threads 2]
 
-`--model conv` is the `faces` conv preset of `src/encoder/conv.rs` on 46×56 grey images
+`--model conv` is the `faces` conv preset of `src/encoder/conv/config.rs` on 46×56 grey images
 (2,576 features per sample; `--dim` is ignored): conv 16@5 → max-pool 2 → conv 32@3 →
 max-pool 2 → conv 64@3 → max-pool 2 → flatten → dropout 0.2 → dense 128 (linear), valid
 padding and ReLU after each conv.
