@@ -150,6 +150,31 @@ pub fn check_pairs(a: &Matrix, b: &Matrix, labels: Option<&[f32]>, input_dim: us
     b.check_finite("input b")
 }
 
+/// Checks that the rows of `x` have `input_dim` features (a model's input width); the error
+/// names `what` (a file, a field) and both widths. The one width check of the crate.
+pub fn check_width(x: &Matrix, input_dim: usize, what: &str) -> Result<()> {
+    if x.cols() != input_dim {
+        return Err(SiameseError::shape(
+            what,
+            format!("{input_dim} features per row (the model's input_dim)"),
+            format!("{} features", x.cols()),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that `b` has the shape of `a` (the two inputs of pairs).
+pub fn check_same_shape(a: &Matrix, b: &Matrix) -> Result<()> {
+    if a.shape() != b.shape() {
+        return Err(SiameseError::shape(
+            "input b",
+            format!("the shape of input a, [{}, {}]", a.rows(), a.cols()),
+            format!("[{}, {}]", b.rows(), b.cols()),
+        ));
+    }
+    Ok(())
+}
+
 /// [`check_pairs`] without the scan for NaN and ±∞ (for callers that check each block of
 /// rows as they read it).
 pub fn check_pair_shapes(
@@ -158,20 +183,8 @@ pub fn check_pair_shapes(
     labels: Option<&[f32]>,
     input_dim: usize,
 ) -> Result<()> {
-    if a.shape() != b.shape() {
-        return Err(SiameseError::shape(
-            "input b",
-            format!("the shape of input a, [{}, {}]", a.rows(), a.cols()),
-            format!("[{}, {}]", b.rows(), b.cols()),
-        ));
-    }
-    if a.cols() != input_dim {
-        return Err(SiameseError::shape(
-            "inputs",
-            format!("{input_dim} features per sample (the model's input_dim)"),
-            format!("{} features", a.cols()),
-        ));
-    }
+    check_same_shape(a, b)?;
+    check_width(a, input_dim, "inputs")?;
     if a.rows() == 0 {
         return Err(SiameseError::Empty("no pairs were given".into()));
     }

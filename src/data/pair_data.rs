@@ -143,13 +143,7 @@ impl PairData<'_> {
         match self {
             Self::Dense(p) => super::check_pairs(p.a, p.b, Some(p.labels), input_dim),
             Self::Indexed { samples, pairs } => {
-                if samples.cols() != input_dim {
-                    return Err(SiameseError::shape(
-                        "samples",
-                        format!("{input_dim} features per sample (the model's input_dim)"),
-                        format!("{} features", samples.cols()),
-                    ));
-                }
+                super::check_width(samples, input_dim, "samples")?;
                 if pairs.is_empty() {
                     return Err(SiameseError::Empty("no pairs were given".into()));
                 }

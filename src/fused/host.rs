@@ -6,33 +6,19 @@ use super::conv::FusedConv;
 use super::mlp::{FusedMlp, read};
 use crate::data::Matrix;
 use crate::distance::{ClampMinNan, Distance, EPSILON};
-use crate::error::{Result, SiameseError};
+use crate::error::Result;
 use crate::siamese::SiameseNetwork;
 use crate::simd::multiversion;
 
 /// `a` and `b` are pairs of rows of `dim` features each (shape error on `inputs` otherwise).
 pub(super) fn check_pair_inputs(a: &Matrix, b: &Matrix, dim: usize) -> Result<()> {
-    let n = a.rows();
-    if a.shape() != [n, dim] || b.shape() != [n, dim] {
-        return Err(SiameseError::shape(
-            "inputs",
-            format!("two [{n}, {dim}] matrices"),
-            format!("{:?} and {:?}", a.shape(), b.shape()),
-        ));
-    }
-    Ok(())
+    crate::data::check_same_shape(a, b)?;
+    crate::data::check_width(a, dim, "inputs")
 }
 
 /// `x` has rows of `dim` features (shape error on `what` otherwise).
 pub(super) fn check_rows(x: &Matrix, dim: usize, what: &str) -> Result<()> {
-    if x.cols() != dim {
-        return Err(SiameseError::shape(
-            what,
-            format!("{dim} features per row"),
-            format!("{} features", x.cols()),
-        ));
-    }
-    Ok(())
+    crate::data::check_width(x, dim, what)
 }
 
 /// A host encoder for inference: the fused MLP, or a convolutional encoder ([`conv`](super::conv)).

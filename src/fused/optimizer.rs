@@ -1,6 +1,8 @@
 //! The optimizers of the fused path ([`FusedOptimizer`]), their per-parameter kernels, and the
 //! optimizer state a model keeps between `fit` calls ([`OptimizerState`]).
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Result, SiameseError};
 use crate::simd::multiversion;
 
@@ -76,44 +78,64 @@ pub struct OptimizerState {
     pub(super) kind: Option<&'static str>,
 }
 
-/// [`OptimizerState`] as plain data, for checkpoints.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+/// An [`OptimizerState`] as plain data, to save with a model and restore through
+/// [`OptimizerState::from_parts`]: the two slots (`[kernel, bias]` per layer), the step count
+/// and the name of the optimizer the state belongs to (`"rmsprop"`, `"adam"` or `"sgd"`;
+/// `None` for the empty default state).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OptimizerStateParts {
-    /// First moments (or RMSprop's square average), `[kernel, bias]` per layer.
+    /// First slot per parameter value: RMSprop's square average, Adam's first moment, SGD's
+    /// velocity.
     pub first: Vec<[Vec<f32>; 2]>,
-    /// Adam's second moments, `[kernel, bias]` per layer.
+    /// Second slot per parameter value (Adam's second moment), shaped as `first`.
     pub second: Vec<[Vec<f32>; 2]>,
-    /// Steps taken.
+    /// Optimizer steps taken so far.
     pub steps: i32,
-    /// The optimizer's name (`FusedOptimizer::name`).
+    /// The optimizer's name.
     pub kind: Option<String>,
 }
 
 impl OptimizerState {
-    /// The state as plain data.
+    /// The state as plain data, for [`OptimizerState::from_parts`].
     pub fn to_parts(&self) -> OptimizerStateParts {
         OptimizerStateParts {
             first: self.first.clone(),
             second: self.second.clone(),
             steps: self.steps,
-            kind: self.kind.map(str::to_string),
+            kind: self.kind.map(str::to_owned),
         }
     }
 
-    /// The state from plain data; an unknown optimizer name is an error.
+    /// The state [`OptimizerState::to_parts`] gave. An unknown optimizer name, a negative step
+    /// count or a second slot shaped unlike the first is an error.
     pub fn from_parts(parts: OptimizerStateParts) -> Result<Self> {
+        let invalid = |message: String| SiameseError::invalid("optimizer state", message);
         let kind = match parts.kind.as_deref() {
             None => None,
-            Some(k) => Some(
+            Some(name) => Some(
                 FusedOptimizer::NAMES
-                    .iter()
-                    .copied()
-                    .find(|n| *n == k)
+                    .into_iter()
+                    .find(|&known| known == name)
                     .ok_or_else(|| {
-                        SiameseError::invalid("optimizer state", format!("unknown optimizer `{k}`"))
+                        invalid(format!(
+                            "unknown optimizer {name:?}, expected one of {:?}",
+                            FusedOptimizer::NAMES
+                        ))
                     })?,
             ),
         };
+        if parts.steps < 0 {
+            return Err(invalid(format!("negative step count {}", parts.steps)));
+        }
+        let shape = |slot: &[[Vec<f32>; 2]]| -> Vec<[usize; 2]> {
+            slot.iter().map(|[k, b]| [k.len(), b.len()]).collect()
+        };
+        let (first, second) = (shape(&parts.first), shape(&parts.second));
+        if first != second {
+            return Err(invalid(format!(
+                "the second slot's [kernel, bias] lengths {second:?} differ from the first's {first:?}"
+            )));
+        }
         Ok(Self {
             first: parts.first,
             second: parts.second,
@@ -193,14 +215,15 @@ impl FusedOptimizer {
         })
     }
 
-    /// The names `name()` gives.
-    pub const NAMES: [&'static str; 3] = ["rmsprop", "adam", "sgd"];
+    /// The names [`FusedOptimizer::name`] gives, which an [`OptimizerState`] records.
+    const NAMES: [&'static str; 3] = ["rmsprop", "adam", "sgd"];
 
     pub(super) fn name(self) -> &'static str {
+        let [rmsprop, adam, sgd] = Self::NAMES;
         match self {
-            Self::RmsProp { .. } => "rmsprop",
-            Self::Adam { .. } => "adam",
-            Self::Sgd { .. } => "sgd",
+            Self::RmsProp { .. } => rmsprop,
+            Self::Adam { .. } => adam,
+            Self::Sgd { .. } => sgd,
         }
     }
 
@@ -259,6 +282,62 @@ mod tests {
                 assert!(v[0] == 0.0 || v[0].is_normal(), "v = {}", v[0]);
                 assert!((v[0] - plain_v).abs() < f32::MIN_POSITIVE, "v = {}", v[0]);
             }
+        }
+    }
+
+    /// `from_parts` inverts `to_parts` and rejects an unknown optimizer, a negative step
+    /// count and slots of different shapes.
+    #[test]
+    fn optimizer_state_parts_are_checked() {
+        let slot = || vec![[vec![0.5; 6], vec![-0.25; 3]], [vec![1e-39; 3], vec![2.0]]];
+        let parts = OptimizerStateParts {
+            first: slot(),
+            second: slot(),
+            steps: 2,
+            kind: Some("adam".into()),
+        };
+        let state = OptimizerState::from_parts(parts.clone()).unwrap();
+        assert_eq!(state.kind, Some("adam"));
+        assert_eq!(state.to_parts(), parts);
+        let empty = OptimizerState::default();
+        assert_eq!(OptimizerState::from_parts(empty.to_parts()).unwrap(), empty);
+        let mut short = slot();
+        short[1][0].pop();
+        for (bad, what) in [
+            (
+                OptimizerStateParts {
+                    kind: Some("adagrad".into()),
+                    ..parts.clone()
+                },
+                "adagrad",
+            ),
+            (
+                OptimizerStateParts {
+                    steps: -1,
+                    ..parts.clone()
+                },
+                "negative step count",
+            ),
+            (
+                OptimizerStateParts {
+                    second: short,
+                    ..parts.clone()
+                },
+                "second slot",
+            ),
+            (
+                OptimizerStateParts {
+                    second: Vec::new(),
+                    ..parts.clone()
+                },
+                "second slot",
+            ),
+        ] {
+            let err = OptimizerState::from_parts(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("optimizer state") && err.contains(what),
+                "{err}"
+            );
         }
     }
 }

@@ -177,16 +177,7 @@ impl Siamese {
             }
             None => crate::data::prepare::load_inputs(path, self.preprocessing())?,
         };
-        if m.cols() != self.input_dim() {
-            return Err(SiameseError::shape(
-                path.display().to_string(),
-                format!(
-                    "{} features per row (the model's input_dim)",
-                    self.input_dim()
-                ),
-                format!("{} features", m.cols()),
-            ));
-        }
+        crate::data::check_width(&m, self.input_dim(), &path.display().to_string())?;
         Ok((m, paths))
     }
 

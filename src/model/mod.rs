@@ -329,13 +329,7 @@ impl Siamese {
 
     /// Embeddings of the rows of `x`: `[n, input_dim] → [n, embedding_dim]`.
     pub fn embed(&self, x: &Matrix) -> Result<Matrix> {
-        if x.cols() != self.input_dim() {
-            return Err(SiameseError::shape(
-                "input",
-                format!("{} features per sample", self.input_dim()),
-                format!("{} features", x.cols()),
-            ));
-        }
+        crate::data::check_width(x, self.input_dim(), "input")?;
         if let Some((encoder, _)) = self.fused_host() {
             return encoder.embed(x, "input");
         }

@@ -33,16 +33,7 @@ fn load_pair_data(model: &Siamese, data: &Path, pair_labels: LabelConvention) ->
     } else {
         siamese::data::npy::read_pairs(&data)?
     };
-    if pairs.a.cols() != model.input_dim() {
-        return Err(SiameseError::shape(
-            data.display().to_string(),
-            format!(
-                "{} features per row (the model's input_dim)",
-                model.input_dim()
-            ),
-            format!("{} features", pairs.a.cols()),
-        ));
-    }
+    siamese::data::check_width(&pairs.a, model.input_dim(), &data.display().to_string())?;
     Ok(pairs)
 }
 

@@ -75,9 +75,13 @@ pub(super) fn glorot_conv(
         Padding::Valid => PaddingConfig2d::Valid,
         Padding::Same => PaddingConfig2d::Same,
     };
+    // A zero initializer draws nothing from burn's global random stream (the weights are
+    // replaced below), so building a conv encoder never shifts another model's seeded draws
+    // (text encoders seed that stream under a lock).
     let mut conv = Conv2dConfig::new([c_in, c_out], [kernel, kernel])
         .with_stride([stride, stride])
         .with_padding(padding)
+        .with_initializer(burn::nn::Initializer::Zeros)
         .init(device);
     let fan = kernel * kernel;
     let limit = (6.0 / (fan * c_in + fan * c_out) as f64).sqrt() as f32;
