@@ -471,7 +471,7 @@ fn copy_span(to: &mut [f32], from: &[f32]) {
 /// Reorders one `[c, h, w]` array of `block`-value items into `[h, w, c]`: burn's
 /// channels-first order (of an image, of its flattened features, of the dense rows that read
 /// them) into this module's channels-last one.
-fn chw_to_hwc(src: &[f32], dst: &mut [f32], [h, w, c]: [usize; 3], block: usize) {
+pub(super) fn chw_to_hwc(src: &[f32], dst: &mut [f32], [h, w, c]: [usize; 3], block: usize) {
     for (p, pixel) in dst[..h * w * c * block]
         .chunks_exact_mut(c * block)
         .enumerate()
@@ -483,7 +483,7 @@ fn chw_to_hwc(src: &[f32], dst: &mut [f32], [h, w, c]: [usize; 3], block: usize)
 }
 
 /// A layer's `n` biases on the host, zeros when it has none.
-fn read_bias(bias: Option<&Param<Tensor<1>>>, n: usize) -> Option<Vec<f32>> {
+pub(super) fn read_bias(bias: Option<&Param<Tensor<1>>>, n: usize) -> Option<Vec<f32>> {
     match bias {
         Some(b) => read(b.val().reshape([1, n])),
         None => Some(vec![0.0; n]),
@@ -509,10 +509,21 @@ multiversion! {
     }
 }
 
+/// [`im2col`] for the trainer ([`super::conv_train`]).
+pub(super) fn im2col_valid(
+    image: &[f32],
+    cols: &mut [f32],
+    input: [usize; 2],
+    output: [usize; 2],
+    window: [usize; 2],
+) {
+    im2col(image, cols, input, output, window);
+}
+
 /// [`im2col`] with zero padding (same-padding convolutions): input pixel `(s·y + i − top,
 /// s·x + j − left)`, 0 outside the image (`input`: height, width and channels; `pad`: top
 /// and left).
-fn im2col_padded(
+pub(super) fn im2col_padded(
     image: &[f32],
     cols: &mut [f32],
     input: [usize; 3],

@@ -106,7 +106,7 @@ multiversion! {
 }
 
 /// A parameter tensor as `Param::from_tensor` makes one: tracked on an autodiff device.
-fn trainable<const D: usize>(t: Tensor<D>) -> Tensor<D> {
+pub(super) fn trainable<const D: usize>(t: Tensor<D>) -> Tensor<D> {
     if t.device().is_autodiff() {
         t.require_grad()
     } else {

@@ -36,6 +36,7 @@
 //! everything through burn instead.
 
 pub mod conv;
+mod conv_train;
 mod host;
 mod mlp;
 mod optimizer;
@@ -43,10 +44,11 @@ mod packed;
 mod trainer;
 
 pub use conv::FusedConv;
+pub use conv_train::ConvTrainer;
 pub use host::{HostEncoder, HostHead};
 pub use mlp::FusedMlp;
 pub use optimizer::{FusedOptimizer, OptimizerState, OptimizerStateParts};
-pub use trainer::{FusedHyper, FusedTrainer, StepOutput};
+pub use trainer::{FusedHyper, FusedTrainer, HostTrainer, StepOutput};
 
 /// Whether a new model uses the fused path where it covers the model: always in the library
 /// (see `Siamese::set_fused`); the crate's own unit tests read `SIAMESE_FUSED=0` so that CI can

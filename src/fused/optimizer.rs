@@ -96,6 +96,30 @@ pub struct OptimizerStateParts {
 }
 
 impl OptimizerState {
+    /// `state` when it is a state of `optimizer` over parameters of the shapes of `zeros`
+    /// (`[kernel, bias]` per layer, all zeros), else a fresh state.
+    pub(super) fn resume_or_fresh(
+        state: Option<Self>,
+        zeros: &[[Vec<f32>; 2]],
+        optimizer: FusedOptimizer,
+    ) -> Self {
+        let kind = Some(optimizer.name());
+        let same_shapes = |a: &[[Vec<f32>; 2]]| {
+            a.len() == zeros.len()
+                && a.iter()
+                    .zip(zeros)
+                    .all(|(a, b)| a[0].len() == b[0].len() && a[1].len() == b[1].len())
+        };
+        state
+            .filter(|s| s.kind == kind && same_shapes(&s.first))
+            .unwrap_or_else(|| Self {
+                first: zeros.to_vec(),
+                second: zeros.to_vec(),
+                steps: 0,
+                kind,
+            })
+    }
+
     /// The state as plain data, for [`OptimizerState::from_parts`].
     pub fn to_parts(&self) -> OptimizerStateParts {
         OptimizerStateParts {

@@ -97,9 +97,9 @@ fn fused_fit(
         optimizer: FusedOptimizer::from_config(optimizer).unwrap(),
         margin: 1.0,
     };
-    let mut trainer = FusedTrainer::new(&net, None, hyper).unwrap();
+    let trainer = FusedTrainer::new(&net, None, hyper).unwrap();
     let mc = model_config(config);
-    let out = train::fit_fused(net, &mut trainer, pairs, o, hooks(&mc)).unwrap();
+    let out = train::fit_fused(net, &mut trainer.into(), pairs, o, hooks(&mc)).unwrap();
     (weights(&out.network), out.history)
 }
 
@@ -360,14 +360,14 @@ fn fused_training_matches_keras_fit() {
         shuffle: false,
         ..options(3, 4)
     };
-    let mut trainer = FusedTrainer::new(&net, None, HYPER).unwrap();
+    let trainer = FusedTrainer::new(&net, None, HYPER).unwrap();
     let pairs = PairData::Dense(PairsRef {
         a: &a,
         b: &b,
         labels: &y,
     });
     let mc = crate::config::ModelConfig::reference(2);
-    let out = train::fit_fused(net, &mut trainer, pairs, &o, hooks(&mc)).unwrap();
+    let out = train::fit_fused(net, &mut trainer.into(), pairs, &o, hooks(&mc)).unwrap();
     let (net, h) = (out.network, out.history);
     assert_close(&h.loss(), &KERAS_LOSSES, 1e-5, "epoch loss");
     let d = crate::infer::distances(&net, pairs, false).unwrap();
@@ -447,9 +447,9 @@ fn nan_weights_are_reported_not_hidden() {
         b: &b,
         labels: &y,
     });
-    let mut trainer = FusedTrainer::new(&net, None, HYPER).unwrap();
+    let trainer = FusedTrainer::new(&net, None, HYPER).unwrap();
     let mc = crate::config::ModelConfig::reference(2);
-    let err = train::fit_fused(net, &mut trainer, pairs, &options(1, 8), hooks(&mc))
+    let err = train::fit_fused(net, &mut trainer.into(), pairs, &options(1, 8), hooks(&mc))
         .unwrap_err()
         .to_string();
     assert!(err.contains("training loss became NaN"), "{err}");

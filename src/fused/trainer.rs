@@ -78,7 +78,93 @@ pub struct StepOutput {
 }
 
 /// Per-thread weight gradients, `[kernel, bias]` per layer.
-type Grads = Vec<[Vec<f32>; 2]>;
+pub(super) type Grads = Vec<[Vec<f32>; 2]>;
+
+/// The Euclidean distance of every pair of embeddings (`e`: `[2·pairs, emb]`, branch A rows
+/// then branch B rows), the mean contrastive loss, and `∂L/∂e`, handed to `write(row, j, v)`:
+///
+/// ```text
+/// d = √max(Σ (eₐ − e_b)², ε)      L = mean(y·d² + (1 − y)·max(0, m − d)²)
+/// ∂L/∂eₐ = −∂L/∂e_b = (2/n)·(y·d − (1 − y)·max(0, m − d))/d · (eₐ − e_b)   (0 where d² ≤ ε)
+/// ```
+pub(super) fn contrastive_backward(
+    e: &[f32],
+    emb: usize,
+    labels: &[f32],
+    margin: f32,
+    mut write: impl FnMut(usize, usize, f32),
+) -> (f32, Vec<f32>) {
+    let pairs = labels.len();
+    let scale = 2.0 / pairs as f32;
+    let mut distances = Vec::with_capacity(pairs);
+    let mut loss = 0.0f64;
+    for (i, &y) in labels.iter().enumerate() {
+        let (ea, eb) = (
+            &e[i * emb..(i + 1) * emb],
+            &e[(pairs + i) * emb..(pairs + i + 1) * emb],
+        );
+        let s: f32 = ea.iter().zip(eb).map(|(a, b)| (a - b) * (a - b)).sum();
+        let d = s.clamp_min_nan(EPSILON).sqrt();
+        let hinge = (margin - d).max(0.0);
+        loss += (y * d * d + (1.0 - y) * hinge * hinge) as f64;
+        distances.push(d);
+        // ∂L/∂d, then ∂d/∂s = 1/(2d) where s > ε (0 where the clamp holds), ∂s/∂eₐ = 2(eₐ − e_b).
+        let dd = scale * (y * d - (1.0 - y) * hinge);
+        let k = if s > EPSILON { dd / d } else { 0.0 };
+        for j in 0..emb {
+            let v = k * (ea[j] - eb[j]);
+            write(i, j, v);
+            write(pairs + i, j, -v);
+        }
+    }
+    ((loss / pairs as f64) as f32, distances)
+}
+
+/// Sums the threads' gradients (`grads[t][layer] = [kernel, bias]`) into the first thread's
+/// and applies one optimizer step to `params` (`[kernel, bias]` per layer), in parallel over
+/// spans of parameters (square roots and divisions are not cheap).
+pub(super) fn apply_gradients(
+    params: Vec<[&mut Vec<f32>; 2]>,
+    state: &mut OptimizerState,
+    grads: &mut [Grads],
+    optimizer: FusedOptimizer,
+) {
+    const SPAN: usize = 8192;
+    let (first, others) = grads.split_at_mut(1);
+    let others = &*others;
+    let mut spans = Vec::new();
+    let slots = state.first.iter_mut().zip(state.second.iter_mut());
+    for (l, ((layer, (first_slot, second_slot)), grads)) in params
+        .into_iter()
+        .zip(slots)
+        .zip(first[0].iter_mut())
+        .enumerate()
+    {
+        let ([s1k, s1b], [s2k, s2b], [gk, gb]) = (first_slot, second_slot, grads);
+        let [kernel, bias] = layer;
+        let params = [(kernel, s1k, s2k, gk), (bias, s1b, s2b, gb)];
+        for (p, (w, s1, s2, g)) in params.into_iter().enumerate() {
+            let parts = w
+                .chunks_mut(SPAN)
+                .zip(s1.chunks_mut(SPAN))
+                .zip(s2.chunks_mut(SPAN))
+                .zip(g.chunks_mut(SPAN));
+            for (s, (((w, s1), s2), g)) in parts.enumerate() {
+                spans.push((l, p, s * SPAN, w, s1, s2, g));
+            }
+        }
+    }
+    state.steps += 1;
+    let t = state.steps;
+    spans
+        .into_par_iter()
+        .for_each(|(l, p, start, w, s1, s2, g)| {
+            for other in others {
+                column_sums(g, &other[l][p][start..start + g.len()], false);
+            }
+            optimizer.update(w, s1, s2, g, t);
+        });
+}
 
 /// Trains an MLP Siamese network with the Euclidean distance and the contrastive loss, with
 /// fused kernels (see the module docs) and any of the crate's optimizers.
@@ -122,23 +208,7 @@ impl FusedTrainer {
                 .map(|d| [vec![0.0; d.kernel.len()], vec![0.0; d.bias.len()]])
                 .collect()
         };
-        let kind = Some(hyper.optimizer.name());
-        let fresh = OptimizerState {
-            first: zeros(&mlp),
-            second: zeros(&mlp),
-            steps: 0,
-            kind,
-        };
-        // Resume only a state of the same optimizer over the same shapes.
-        let same_shapes = |a: &Grads, b: &Grads| {
-            a.len() == b.len()
-                && a.iter()
-                    .zip(b)
-                    .all(|(a, b)| a[0].len() == b[0].len() && a[1].len() == b[1].len())
-        };
-        let state = state
-            .filter(|s| s.kind == kind && same_shapes(&s.first, &fresh.first))
-            .unwrap_or(fresh);
+        let state = OptimizerState::resume_or_fresh(state, &zeros(&mlp), hyper.optimizer);
         let threads = rayon::current_num_threads().max(1);
         let grads = (0..threads).map(|_| zeros(&mlp)).collect();
         Some(Self {
@@ -246,35 +316,14 @@ impl FusedTrainer {
 
         // Distances, loss and ∂L/∂embedding for both branches (cheap: one pass over pairs).
         let emb = self.mlp.output_dim();
-        let (margin, scale) = (self.hyper.margin, 2.0 / pairs as f32);
         let e = &self.acts[layers - 1];
         let g = &mut self.grad[0];
         // Gradient buffers are laid out per thread chunk: `[chunk rows, widest]` blocks.
         let at = |r: usize| (r / chunk) * chunk * widest + (r % chunk) * emb;
-        let mut distances = Vec::with_capacity(pairs);
-        let mut loss = 0.0f64;
-        for (i, &y) in labels.iter().enumerate() {
-            let (ea, eb) = (
-                &e[i * emb..(i + 1) * emb],
-                &e[(pairs + i) * emb..(pairs + i + 1) * emb],
-            );
-            let s: f32 = ea.iter().zip(eb).map(|(a, b)| (a - b) * (a - b)).sum();
-            let d = s.clamp_min_nan(EPSILON).sqrt();
-            let hinge = (margin - d).max(0.0);
-            loss += (y * d * d + (1.0 - y) * hinge * hinge) as f64;
-            distances.push(d);
-            // ∂L/∂d, then ∂d/∂s = 1/(2d) where s > ε (0 where the clamp holds), ∂s/∂eₐ = 2(eₐ − e_b).
-            let dd = scale * (y * d - (1.0 - y) * hinge);
-            let k = if s > EPSILON { dd / d } else { 0.0 };
-            let (ia, ib) = (at(i), at(pairs + i));
-            for j in 0..emb {
-                let v = k * (ea[j] - eb[j]);
-                g[ia + j] = v;
-                g[ib + j] = -v;
-            }
-        }
-        let loss = (loss / pairs as f64) as f32;
-
+        let (loss, distances) =
+            contrastive_backward(e, emb, labels, self.hyper.margin, |r, j, v| {
+                g[at(r) + j] = v
+            });
         // Backward, each thread on its own rows; weight gradients per thread.
         {
             let mlp = &self.mlp;
@@ -337,49 +386,95 @@ impl FusedTrainer {
                 });
         }
 
-        // Sum the threads' gradients into the first thread's and apply the optimizer, in
-        // parallel over spans of parameters (square roots and divisions are not cheap).
-        const SPAN: usize = 8192;
         let used = rows.div_ceil(chunk);
-        let (first, rest) = self.grads.split_at_mut(1);
-        let others = &rest[..used - 1];
-        let mut spans = Vec::new();
-        let state = &mut self.state;
-        let slots = state.first.iter_mut().zip(state.second.iter_mut());
-        for (l, ((layer, (first_slot, second_slot)), grads)) in self
+        let params = self
             .mlp
             .layers
             .iter_mut()
-            .zip(slots)
-            .zip(first[0].iter_mut())
-            .enumerate()
-        {
-            let ([s1k, s1b], [s2k, s2b], [gk, gb]) = (first_slot, second_slot, grads);
-            let params = [
-                (&mut layer.kernel, s1k, s2k, gk),
-                (&mut layer.bias, s1b, s2b, gb),
-            ];
-            for (p, (w, s1, s2, g)) in params.into_iter().enumerate() {
-                let parts = w
-                    .chunks_mut(SPAN)
-                    .zip(s1.chunks_mut(SPAN))
-                    .zip(s2.chunks_mut(SPAN))
-                    .zip(g.chunks_mut(SPAN));
-                for (s, (((w, s1), s2), g)) in parts.enumerate() {
-                    spans.push((l, p, s * SPAN, w, s1, s2, g));
-                }
-            }
-        }
-        state.steps += 1;
-        let (optimizer, t) = (self.hyper.optimizer, state.steps);
-        spans
-            .into_par_iter()
-            .for_each(|(l, p, start, w, s1, s2, g)| {
-                for other in others {
-                    column_sums(g, &other[l][p][start..start + g.len()], false);
-                }
-                optimizer.update(w, s1, s2, g, t);
-            });
+            .map(|d| [&mut d.kernel, &mut d.bias])
+            .collect();
+        apply_gradients(
+            params,
+            &mut self.state,
+            &mut self.grads[..used],
+            self.hyper.optimizer,
+        );
         Ok(StepOutput { loss, distances })
+    }
+}
+
+/// The host trainer a model can take: the fused MLP path or the conv path
+/// ([`super::ConvTrainer`]).
+#[derive(Debug)]
+pub enum HostTrainer {
+    /// An MLP encoder.
+    Mlp(FusedTrainer),
+    /// A convolutional encoder.
+    Conv(super::ConvTrainer),
+}
+
+impl From<FusedTrainer> for HostTrainer {
+    fn from(t: FusedTrainer) -> Self {
+        Self::Mlp(t)
+    }
+}
+
+impl HostTrainer {
+    /// The host trainer for `network`, when one covers it (see [`FusedTrainer::new`] and
+    /// [`super::ConvTrainer::new`]).
+    pub fn new(
+        network: &SiameseNetwork,
+        state: Option<OptimizerState>,
+        hyper: FusedHyper,
+    ) -> Option<Self> {
+        match &network.encoder {
+            Encoder::Mlp(_) => FusedTrainer::new(network, state, hyper).map(Self::Mlp),
+            Encoder::Conv(_) => super::ConvTrainer::new(network, state, hyper).map(Self::Conv),
+            _ => None,
+        }
+    }
+
+    /// One optimizer step (see [`FusedTrainer::step`]).
+    pub fn step(
+        &mut self,
+        labels: &[f32],
+        fill: &(dyn Fn(usize, &mut [f32]) + Sync),
+    ) -> Result<StepOutput> {
+        match self {
+            Self::Mlp(t) => t.step(labels, fill),
+            Self::Conv(t) => t.step(labels, fill),
+        }
+    }
+
+    /// Restarts the dropout mask streams from `seed`.
+    pub fn reseed(&self, seed: u64) {
+        match self {
+            Self::Mlp(t) => t.reseed(seed),
+            Self::Conv(t) => t.reseed(seed),
+        }
+    }
+
+    /// Writes the current weights into `network` (same parameter ids).
+    pub fn write_back(&self, network: &mut SiameseNetwork) {
+        match self {
+            Self::Mlp(t) => t.mlp().write_back(network),
+            Self::Conv(t) => t.write_back(network),
+        }
+    }
+
+    /// The optimizer state so far.
+    pub fn state(&self) -> &OptimizerState {
+        match self {
+            Self::Mlp(t) => t.state(),
+            Self::Conv(t) => t.state(),
+        }
+    }
+
+    /// The optimizer state, to resume a later `fit` from.
+    pub fn into_state(self) -> OptimizerState {
+        match self {
+            Self::Mlp(t) => t.into_state(),
+            Self::Conv(t) => t.into_state(),
+        }
     }
 }

@@ -27,7 +27,7 @@ use crate::data::tokenize::TextTokenizer;
 use crate::data::{Matrix, PairData, PairsRef, check_pair_shapes, to_tensor};
 use crate::error::{Result, SiameseError};
 use crate::fused::{
-    self, FusedHyper, FusedOptimizer, FusedTrainer, HostEncoder, HostHead, OptimizerState,
+    self, FusedHyper, FusedOptimizer, HostEncoder, HostHead, HostTrainer, OptimizerState,
 };
 use crate::infer::{self, Evaluation};
 use crate::io::{self, Extra, ModelMeta};
@@ -284,9 +284,10 @@ impl Siamese {
     }
 
     /// The fused CPU trainer (see [`crate::fused`]) when it computes this model exactly: an
-    /// MLP encoder (ReLU or linear) with the Euclidean distance and the contrastive loss, on
+    /// MLP or convolutional encoder (see [`HostTrainer::new`]) with the Euclidean distance and
+    /// the contrastive loss, on
     /// the flex device, unless [`Self::set_fused`] turned the host paths off.
-    fn fused_trainer(&mut self) -> Option<FusedTrainer> {
+    fn fused_trainer(&mut self) -> Option<HostTrainer> {
         if !self.fused || self.meta.config.loss.kind != LossKind::Contrastive {
             return None;
         }
@@ -294,7 +295,7 @@ impl Siamese {
             optimizer: FusedOptimizer::from_config(&self.meta.config.optimizer)?,
             margin: self.meta.config.loss.margin,
         };
-        FusedTrainer::new(&self.network, self.fused_state.take(), hyper)
+        HostTrainer::new(&self.network, self.fused_state.take(), hyper)
     }
 
     /// Distances `d(a[i], b[i])`, one per pair (the `(n, 1)` output of Keras's `predict`,

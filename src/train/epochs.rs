@@ -18,7 +18,7 @@ use crate::config::ModelConfig;
 use crate::data::augment::augment_rows;
 use crate::data::{Matrix, PairData, Pairs};
 use crate::error::{Result, SiameseError};
-use crate::fused::FusedTrainer;
+use crate::fused::HostTrainer;
 use crate::infer::{evaluate, network_device};
 use crate::siamese::SiameseNetwork;
 
@@ -106,7 +106,7 @@ pub fn fit(
 /// The trained weights are written back into the returned network.
 pub fn fit_fused(
     network: SiameseNetwork,
-    trainer: &mut FusedTrainer,
+    trainer: &mut HostTrainer,
     train: PairData<'_>,
     options: &FitOptions,
     hooks: Hooks<'_>,
@@ -129,7 +129,7 @@ pub fn fit_fused(
         trainer,
         ..
     } = stepper;
-    trainer.mlp().write_back(&mut network);
+    trainer.write_back(&mut network);
     Ok(FitOutcome {
         network: best.unwrap_or(network),
         history,

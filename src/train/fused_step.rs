@@ -5,13 +5,13 @@ use super::epochs::{AugmentFn, Stepper};
 use super::state::OptimizerSnapshot;
 use crate::data::PairData;
 use crate::error::Result;
-use crate::fused::FusedTrainer;
+use crate::fused::HostTrainer;
 use crate::siamese::SiameseNetwork;
 
 /// Fused MLP steps: the batch is gathered straight into the trainer's stacked input buffer.
 pub(super) struct FusedStepper<'t> {
     pub(super) network: SiameseNetwork,
-    pub(super) trainer: &'t mut FusedTrainer,
+    pub(super) trainer: &'t mut HostTrainer,
     pub(super) batch_losses: Vec<f32>,
     pub(super) distances: Vec<f32>,
     pub(super) labels: Vec<f32>,
@@ -64,7 +64,7 @@ impl Stepper for FusedStepper<'_> {
     }
 
     fn network(&mut self) -> &SiameseNetwork {
-        self.trainer.mlp().write_back(&mut self.network);
+        self.trainer.write_back(&mut self.network);
         &self.network
     }
 

@@ -1,0 +1,435 @@
+//! The forward and backward passes of [`super::ConvTrainer`] over one thread's images.
+
+use super::{Stage, Weights, Work, to_hwc};
+use crate::encoder::Activation;
+use crate::fused::conv::{im2col_padded, im2col_valid as im2col};
+use crate::fused::mlp::matmul;
+use crate::fused::trainer::Grads;
+use crate::simd::multiversion;
+
+/// Each dropout stage's mask rows `r0..r0 + n`, by dropout index.
+pub(super) fn masks_rows<'a>(
+    masks: &'a [Vec<f32>],
+    stages: &[Stage],
+    _lens: &[usize],
+    r0: usize,
+    n: usize,
+) -> Vec<&'a [f32]> {
+    let mut out: Vec<&[f32]> = vec![&[]; masks.len()];
+    for stage in stages {
+        if let Stage::Drop { d, len, .. } = stage {
+            out[*d] = &masks[*d][r0 * len..(r0 + n) * len];
+        }
+    }
+    out
+}
+
+/// `buf` resized to `n` values (growing only), as a slice.
+fn sized(buf: &mut Vec<f32>, n: usize) -> &mut [f32] {
+    if buf.len() < n {
+        buf.resize(n, 0.0);
+    }
+    &mut buf[..n]
+}
+
+/// The forward pass of one thread's `n` rows (from stacked row `r0`), keeping what the
+/// backward pass needs.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn forward(
+    w: &mut Work,
+    r0: usize,
+    n: usize,
+    input: [usize; 3],
+    stages: &[Stage],
+    weights: &[Weights],
+    lens: &[usize],
+    masks: &[Vec<f32>],
+    fill: &(dyn Fn(usize, &mut [f32]) + Sync),
+) {
+    let dim: usize = input.iter().product();
+    let x = sized(&mut w.x, n * dim);
+    for (r, row) in x.chunks_exact_mut(dim).enumerate() {
+        fill(r0 + r, row);
+    }
+    if input[2] > 1 {
+        // Rows arrive in burn's [c, h, w] order.
+        let mut tmp = vec![0.0f32; dim];
+        for row in x.chunks_exact_mut(dim) {
+            to_hwc(row, &mut tmp, input);
+            row.copy_from_slice(&tmp);
+        }
+    }
+    w.acts.resize_with(stages.len(), Vec::new);
+    w.cols.resize_with(stages.len(), Vec::new);
+    w.argmax.resize_with(stages.len(), Vec::new);
+    for (si, stage) in stages.iter().enumerate() {
+        let (done, rest) = w.acts.split_at_mut(si);
+        let src: &[f32] = if si == 0 {
+            &w.x[..n * dim]
+        } else {
+            &done[si - 1][..n * lens[si - 1]]
+        };
+        let out = sized(&mut rest[0], n * lens[si]);
+        match stage {
+            Stage::Conv {
+                k,
+                s,
+                pad,
+                input: [hi, wi, ci],
+                output: [ho, wo, co],
+                relu,
+                w: wi_,
+            } => {
+                let (m, kkc) = (ho * wo, k * k * ci);
+                let cols = sized(&mut w.cols[si], n * m * kkc);
+                for (image, dst) in src
+                    .chunks_exact(hi * wi * ci)
+                    .zip(cols.chunks_exact_mut(m * kkc))
+                {
+                    match pad {
+                        None => im2col(image, dst, [*wi, *ci], [*ho, *wo], [*k, *s]),
+                        Some(p) => {
+                            im2col_padded(image, dst, [*hi, *wi, *ci], [*ho, *wo], [*k, *s], *p)
+                        }
+                    }
+                }
+                let layer = &weights[*wi_];
+                matmul(
+                    out,
+                    (n * m, *co, kkc),
+                    cols,
+                    (kkc, 1),
+                    &layer.kernel,
+                    (*co, 1),
+                );
+                bias_act(out, &layer.bias, *relu);
+            }
+            Stage::Pool {
+                size,
+                s,
+                input: [_, wi, ci],
+                output: [ho, wo, _],
+            } => {
+                let (in_len, out_len) = (if si == 0 { dim } else { lens[si - 1] }, lens[si]);
+                let arg = &mut w.argmax[si];
+                arg.resize(n * out_len, 0);
+                for ((image, dst), arg) in src
+                    .chunks_exact(in_len)
+                    .zip(out.chunks_exact_mut(out_len))
+                    .zip(arg.chunks_exact_mut(out_len))
+                {
+                    pool_forward(image, dst, arg, [*wi, *ci], [*ho, *wo], [*size, *s]);
+                }
+            }
+            Stage::Drop { d, len, .. } => {
+                let mask = &masks[*d][r0 * len..(r0 + n) * len];
+                mul_into(out, src, mask);
+            }
+            Stage::Dense { w: wi_, activation } => {
+                let layer = &weights[*wi_];
+                let (fi, fo) = (layer.fan_in, layer.fan_out);
+                matmul(out, (n, fo, fi), src, (fi, 1), &layer.kernel, (fo, 1));
+                for row in out.chunks_exact_mut(fo) {
+                    for (v, b) in row.iter_mut().zip(&layer.bias) {
+                        let z = *v + b;
+                        *v = match activation {
+                            Activation::Relu => z.max(0.0),
+                            Activation::Sigmoid => 1.0 / (1.0 + (-z).exp()),
+                            Activation::Tanh => z.tanh(),
+                            _ => z,
+                        };
+                    }
+                }
+            }
+            Stage::L2 => {
+                let len = lens[si];
+                for (v, e) in src.chunks_exact(len).zip(out.chunks_exact_mut(len)) {
+                    let norm = v.iter().map(|a| a * a).sum::<f32>().sqrt().max(1e-12);
+                    for (e, a) in e.iter_mut().zip(v) {
+                        *e = a / norm;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The backward pass of one thread's `n` rows from `∂L/∂e` (`gemb`), into `grads`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn backward(
+    w: &mut Work,
+    grads: &mut Grads,
+    n: usize,
+    dim: usize,
+    gemb: &[f32],
+    stages: &[Stage],
+    weights: &[Weights],
+    lens: &[usize],
+    masks: &[&[f32]],
+) {
+    let widest = lens.iter().copied().chain([dim]).max().unwrap_or(dim);
+    let [g0, g1] = &mut w.g;
+    let (mut cur, mut next) = (sized(g0, n * widest), sized(g1, n * widest));
+    cur[..gemb.len()].copy_from_slice(gemb);
+    for (si, stage) in stages.iter().enumerate().rev() {
+        let in_len = if si == 0 { dim } else { lens[si - 1] };
+        let out_len = lens[si];
+        let src: &[f32] = if si == 0 {
+            &w.x[..n * dim]
+        } else {
+            &w.acts[si - 1][..n * in_len]
+        };
+        let out = &w.acts[si][..n * out_len];
+        match stage {
+            Stage::Conv {
+                k,
+                s,
+                pad,
+                input: [hi, wi, ci],
+                output: [ho, wo, co],
+                relu,
+                w: wi_,
+            } => {
+                let (m, kkc) = (ho * wo, k * k * ci);
+                let gy = &mut cur[..n * m * co];
+                if *relu {
+                    relu_backward(gy, out);
+                }
+                let cols = &w.cols[si][..n * m * kkc];
+                let [gk, gb] = &mut grads[*wi_];
+                matmul(gk, (kkc, *co, n * m), cols, (1, kkc), gy, (*co, 1));
+                column_sums(gb, gy, *co);
+                if si > 0 {
+                    let layer = &weights[*wi_];
+                    let dcols = sized(&mut w.dcols, n * m * kkc);
+                    matmul(
+                        dcols,
+                        (n * m, kkc, *co),
+                        gy,
+                        (*co, 1),
+                        &layer.kernel,
+                        (1, *co),
+                    );
+                    let gx = &mut next[..n * in_len];
+                    gx.fill(0.0);
+                    let [top, left] = pad.unwrap_or([0, 0]);
+                    for (dc, gi) in dcols.chunks_exact(m * kkc).zip(gx.chunks_exact_mut(in_len)) {
+                        col2im_one(dc, gi, [*hi, *wi, *ci], [*ho, *wo], [*k, *s], [top, left]);
+                    }
+                    std::mem::swap(&mut cur, &mut next);
+                }
+            }
+            Stage::Pool { .. } => {
+                let arg = &w.argmax[si][..n * out_len];
+                let gx = &mut next[..n * in_len];
+                gx.fill(0.0);
+                for img in 0..n {
+                    let gi = &mut gx[img * in_len..(img + 1) * in_len];
+                    let go = &cur[img * out_len..(img + 1) * out_len];
+                    for (&a, &g) in arg[img * out_len..(img + 1) * out_len].iter().zip(go) {
+                        gi[a as usize] += g;
+                    }
+                }
+                std::mem::swap(&mut cur, &mut next);
+            }
+            Stage::Drop { d, .. } => {
+                mul_assign(&mut cur[..n * out_len], masks[*d]);
+            }
+            Stage::Dense { w: wi_, activation } => {
+                let layer = &weights[*wi_];
+                let (fi, fo) = (layer.fan_in, layer.fan_out);
+                let gz = &mut cur[..n * fo];
+                for (g, &y) in gz.iter_mut().zip(out) {
+                    *g *= match activation {
+                        Activation::Relu => {
+                            if y > 0.0 {
+                                1.0
+                            } else {
+                                0.0
+                            }
+                        }
+                        Activation::Sigmoid => y * (1.0 - y),
+                        Activation::Tanh => 1.0 - y * y,
+                        _ => 1.0,
+                    };
+                }
+                let [gk, gb] = &mut grads[*wi_];
+                matmul(gk, (fi, fo, n), src, (1, fi), gz, (fo, 1));
+                column_sums(gb, gz, fo);
+                if si > 0 {
+                    matmul(
+                        &mut next[..n * fi],
+                        (n, fi, fo),
+                        gz,
+                        (fo, 1),
+                        &layer.kernel,
+                        (1, fo),
+                    );
+                    std::mem::swap(&mut cur, &mut next);
+                }
+            }
+            Stage::L2 => {
+                for ((g, v), e) in cur[..n * out_len]
+                    .chunks_exact_mut(out_len)
+                    .zip(src.chunks_exact(in_len))
+                    .zip(out.chunks_exact(out_len))
+                {
+                    let norm = v.iter().map(|a| a * a).sum::<f32>().sqrt();
+                    if norm > 1e-12 {
+                        let dot: f32 = e.iter().zip(g.iter()).map(|(e, g)| e * g).sum();
+                        for (g, e) in g.iter_mut().zip(e) {
+                            *g = (*g - e * dot) / norm;
+                        }
+                    } else {
+                        g.iter_mut().for_each(|g| *g /= 1e-12);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `acc = Σ_rows g` over rows of `width` values.
+fn column_sums(acc: &mut [f32], g: &[f32], width: usize) {
+    acc.fill(0.0);
+    for row in g.chunks_exact(width) {
+        for (a, v) in acc.iter_mut().zip(row) {
+            *a += v;
+        }
+    }
+}
+
+multiversion! {
+    /// `out = a ⊙ m`.
+    fn mul_into(out: &mut [f32], a: &[f32], m: &[f32]) {
+        for ((o, v), m) in out.iter_mut().zip(a).zip(m) {
+            *o = v * m;
+        }
+    }
+}
+
+multiversion! {
+    /// `g ← g ⊙ m`.
+    fn mul_assign(g: &mut [f32], m: &[f32]) {
+        for (g, m) in g.iter_mut().zip(m) {
+            *g *= m;
+        }
+    }
+}
+
+multiversion! {
+    /// Adds `bias` to every row of `out` (rows of `bias.len()` values), then ReLU when `relu`.
+    fn bias_act(out: &mut [f32], bias: &[f32], relu: bool) {
+        for row in out.chunks_exact_mut(bias.len()) {
+            for (v, b) in row.iter_mut().zip(bias) {
+                *v += b;
+            }
+        }
+        if relu {
+            out.iter_mut().for_each(|v| *v = v.max(0.0));
+        }
+    }
+}
+
+multiversion! {
+    /// `g ← g where y > 0, else 0` (ReLU's backward from its output).
+    fn relu_backward(g: &mut [f32], y: &[f32]) {
+        for (g, &y) in g.iter_mut().zip(y) {
+            *g = if y > 0.0 { *g } else { 0.0 };
+        }
+    }
+}
+
+multiversion! {
+    /// Max-pooling of one channels-last image with the argmax of every output (its index in
+    /// the image; the first maximum in window order). Channels are innermost and contiguous,
+    /// so the compare-and-select vectorises.
+    fn pool_forward(
+        image: &[f32],
+        dst: &mut [f32],
+        arg: &mut [u32],
+        input: [usize; 2],
+        output: [usize; 2],
+        window: [usize; 2],
+    ) {
+        let ([wi, ci], [ho, wo], [size, s]) = (input, output, window);
+        for y in 0..ho {
+            for x in 0..wo {
+                let o = (y * wo + x) * ci;
+                let (d, a) = (&mut dst[o..o + ci], &mut arg[o..o + ci]);
+                let first = (s * y * wi + s * x) * ci;
+                d.copy_from_slice(&image[first..first + ci]);
+                for (ch, a) in a.iter_mut().enumerate() {
+                    *a = (first + ch) as u32;
+                }
+                for i in 0..size {
+                    for j in 0..size {
+                        let at = ((s * y + i) * wi + s * x + j) * ci;
+                        let window = &image[at..at + ci];
+                        for (ch, ((d, a), &v)) in
+                            d.iter_mut().zip(a.iter_mut()).zip(window).enumerate()
+                        {
+                            let greater = v > *d;
+                            *d = if greater { v } else { *d };
+                            *a = if greater { (at + ch) as u32 } else { *a };
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// The adjoint of `im2col` for one image: `g[(s·y + i − top, s·x + j − left), c] +=
+    /// dcols[(y, x), (i, j, c)]` for pixels inside the image (`input`: height, width,
+    /// channels; `window`: kernel side and stride; `pad`: top and left).
+    fn col2im_one(
+        dcols: &[f32],
+        g: &mut [f32],
+        input: [usize; 3],
+        output: [usize; 2],
+        window: [usize; 2],
+        pad: [usize; 2],
+    ) {
+        col2im(dcols, g, input, output, window, pad);
+    }
+}
+
+/// The adjoint of `im2col` for one image: `g[(s·y + i − top, s·x + j − left), c] +=
+/// dcols[(y, x), (i, j, c)]` for pixels inside the image.
+#[inline(always)]
+fn col2im(
+    dcols: &[f32],
+    g: &mut [f32],
+    [hi, wi, ci]: [usize; 3],
+    [ho, wo]: [usize; 2],
+    [k, s]: [usize; 2],
+    [top, left]: [usize; 2],
+) {
+    let kkc = k * k * ci;
+    for y in 0..ho {
+        for x in 0..wo {
+            let row = &dcols[(y * wo + x) * kkc..][..kkc];
+            for i in 0..k {
+                let yy = (s * y + i) as isize - top as isize;
+                if yy < 0 || yy >= hi as isize {
+                    continue;
+                }
+                for j in 0..k {
+                    let xx = (s * x + j) as isize - left as isize;
+                    if xx < 0 || xx >= wi as isize {
+                        continue;
+                    }
+                    let at = (yy as usize * wi + xx as usize) * ci;
+                    for (gv, d) in g[at..at + ci]
+                        .iter_mut()
+                        .zip(&row[(i * k + j) * ci..][..ci])
+                    {
+                        *gv += d;
+                    }
+                }
+            }
+        }
+    }
+}
