@@ -94,6 +94,9 @@ impl RecordValues for SiameseNetwork {
     }
 }
 
+/// A run's epoch losses and final weights.
+type Run = (Vec<f32>, Vec<f32>);
+
 /// Trains `epochs` epochs on burn's path and on the conv trainer from the same weights and
 /// dropout streams; returns both histories' losses and final weights.
 fn both(
@@ -101,7 +104,7 @@ fn both(
     optimizer: OptimizerConfig,
     pairs: usize,
     epochs: usize,
-) -> ((Vec<f32>, Vec<f32>), (Vec<f32>, Vec<f32>)) {
+) -> (Run, Run) {
     let dim = net_config.encoder.input_dim();
     let (a, b) = (
         Matrix::new(pairs, dim, values(pairs * dim, 1)).unwrap(),
