@@ -337,9 +337,9 @@ def section_conv(args, env, sizes, raw):
         f"contrastive, RMSprop; train {sizes['conv_train_pairs']} pairs × "
         f"{sizes['conv_train_epochs']} timed epoch(s) at batch 128, predict "
         f"{sizes['conv_predict_pairs']} pairs × {sizes['conv_predict_passes']} pass(es) in "
-        "chunks of 256, after 1 warm-up; no target in issue 7; training runs through burn, "
-        "predict on the host conv path of src/fused/conv.rs; the burn path is everything "
-        "through burn)\n\n"
+        "chunks of 256, after 1 warm-up; training on the host conv trainer of "
+        "src/fused/conv_train/, predict on the host conv path of src/fused/conv.rs (AVX-512 "
+        "CPUs; elsewhere burn); the burn path is everything through burn)\n\n"
         + table(["mode"] + THROUGHPUT_COLUMNS, rows)
     )
 

@@ -133,7 +133,13 @@ pub(super) fn forward(
                     for (v, b) in row.iter_mut().zip(&layer.bias) {
                         let z = *v + b;
                         *v = match activation {
-                            Activation::Relu => z.max(0.0),
+                            Activation::Relu => {
+                                if z < 0.0 {
+                                    0.0
+                                } else {
+                                    z
+                                }
+                            }
                             Activation::Sigmoid => 1.0 / (1.0 + (-z).exp()),
                             Activation::Tanh => z.tanh(),
                             _ => z,
@@ -326,7 +332,9 @@ multiversion! {
             }
         }
         if relu {
-            out.iter_mut().for_each(|v| *v = v.max(0.0));
+            // Not `max(0.0)`, which would turn NaN into 0 and hide a diverged training from
+            // the loss check.
+            out.iter_mut().for_each(|v| *v = if *v < 0.0 { 0.0 } else { *v });
         }
     }
 }
