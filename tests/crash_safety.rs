@@ -90,3 +90,44 @@ fn crash_during_save_leaves_old_or_new_model() {
     }
     println!("temporary directories left by killed saves and cleaned up: {seen_tmp}");
 }
+
+/// A format version 1 directory (threshold and preprocessing in `extra`) loads, with both as
+/// typed parts, and is saved back as version 2.
+#[test]
+fn a_version_1_model_directory_still_loads() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("v1");
+    let (a, b, _, _) = models();
+    a.save(&dir).unwrap();
+    let path = dir.join("config.json");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    json["version"] = 1.into();
+    json["extra"] = serde_json::json!({
+        "threshold": { "value": 0.42, "source": "calibrated on validation pairs: eer" },
+        "preprocessing": {
+            "source": "images",
+            "image": { "width": 32, "height": 16, "invert": true }
+        },
+        "run": { "anything": "the app's own entries stay in extra" }
+    });
+    std::fs::write(&path, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
+    let m = Siamese::load(&dir, &Device::flex()).unwrap();
+    assert_eq!(m.threshold().unwrap().value, 0.42);
+    let image = m.preprocessing().unwrap().image.as_ref().unwrap();
+    assert_eq!((image.width, image.height, image.invert), (32, 16, true));
+    assert!(m.extra().contains_key("run") && !m.extra().contains_key("threshold"));
+    let (x, y, _) = siamese::synthetic::random_pairs(3, 512, 1);
+    assert_eq!(
+        m.decide(&x, &y).unwrap(),
+        m.predict(&x, &y)
+            .unwrap()
+            .iter()
+            .map(|&d| d < 0.42)
+            .collect::<Vec<_>>()
+    );
+    m.save(&dir).unwrap();
+    let again = std::fs::read_to_string(&path).unwrap();
+    assert!(again.contains("\"version\": 2") && again.contains("\"threshold\""));
+    drop(b);
+}

@@ -115,7 +115,7 @@ pub(super) fn trainable<const D: usize>(t: Tensor<D>) -> Tensor<D> {
 }
 
 pub(super) fn read(t: Tensor<2>) -> Option<Vec<f32>> {
-    t.into_data().try_to_vec::<f32>().ok()
+    crate::data::read_tensor(t).ok()
 }
 
 impl FusedMlp {

@@ -268,3 +268,30 @@ fn uncovered_encoders_keep_the_burn_path() {
     let net = manhattan.init(&Device::flex().autodiff(), 1).unwrap();
     assert!(ConvTrainer::new(&net, None, hyper).is_none());
 }
+
+#[test]
+fn a_seeded_run_on_one_thread_is_bit_identical() {
+    let layers = vec![
+        conv(4, 3, 1, Padding::Valid, true),
+        L::MaxPool2d {
+            size: 2,
+            stride: None,
+        },
+        L::Flatten,
+        L::Dropout { rate: 0.25 },
+        L::Dense {
+            units: 5,
+            activation: Activation::Linear,
+        },
+    ];
+    let c = config(10, 12, 1, layers);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let run = || pool.install(|| both(&c, OptimizerConfig::adam(), 20, 2).1);
+    let (first, second) = (run(), run());
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&first.0), bits(&second.0), "losses");
+    assert_eq!(bits(&first.1), bits(&second.1), "weights");
+}
