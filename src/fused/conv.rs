@@ -125,35 +125,9 @@ impl FusedConv {
                     };
                     let [h, w, c] = spatial?;
                     let (k, s) = (*kernel, *stride);
-                    // burn's same padding: the output is ⌈size / s⌉, the padding it needs
-                    // split with the smaller half first.
-                    let pads = |size: usize| match padding {
-                        Padding::Valid => [0, 0],
-                        Padding::Same => {
-                            let total = ((size.div_ceil(s) - 1) * s + k).saturating_sub(size);
-                            [total / 2, total - total / 2]
-                        }
-                    };
-                    let ([top, bottom], [left, right]) = (pads(h), pads(w));
-                    let (hp, wp) = (h + top + bottom, w + left + right);
-                    if hp < k || wp < k {
-                        return None;
-                    }
-                    let output = [(hp - k) / s + 1, (wp - k) / s + 1, *filters];
-                    // burn: [c_out, c_in, k, k] → ours: [(i, j, c), o].
-                    let burn_w = read(m.weight.val().reshape([*filters, c * k * k]))?;
-                    let mut kernel_rows = vec![0.0f32; k * k * c * filters];
-                    for o in 0..*filters {
-                        for ci in 0..c {
-                            for i in 0..k {
-                                for j in 0..k {
-                                    let from = o * c * k * k + (ci * k + i) * k + j;
-                                    let to = ((i * k + j) * c + ci) * filters + o;
-                                    kernel_rows[to] = burn_w[from];
-                                }
-                            }
-                        }
-                    }
+                    let ([top, left], [ho, wo]) = conv_geometry([h, w], k, s, *padding)?;
+                    let output = [ho, wo, *filters];
+                    let kernel_rows = host_conv_kernel(m, c, k, *filters)?;
                     let bias = read_bias(m.bias.as_ref(), *filters)?;
                     stages.push(Stage::Conv {
                         kernel: k,
@@ -507,6 +481,53 @@ multiversion! {
             }
         }
     }
+}
+
+/// burn's geometry of a `k × k`, stride-`s` convolution over `[h, w]`: the padding above and
+/// left (same padding: the output is `⌈size / s⌉`, the padding it needs split with the
+/// smaller half first; valid: none) and the output `[ho, wo]`; `None` when the kernel does not
+/// fit.
+pub(super) fn conv_geometry(
+    [h, w]: [usize; 2],
+    k: usize,
+    s: usize,
+    padding: Padding,
+) -> Option<([usize; 2], [usize; 2])> {
+    let pads = |size: usize| match padding {
+        Padding::Valid => [0, 0],
+        Padding::Same => {
+            let total = ((size.div_ceil(s) - 1) * s + k).saturating_sub(size);
+            [total / 2, total - total / 2]
+        }
+    };
+    let ([top, bottom], [left, right]) = (pads(h), pads(w));
+    let (hp, wp) = (h + top + bottom, w + left + right);
+    if hp < k || wp < k {
+        return None;
+    }
+    Some(([top, left], [(hp - k) / s + 1, (wp - k) / s + 1]))
+}
+
+/// A convolution's kernel as host rows: burn's `[c_out, c_in, k, k]` → `[(i, j, c), o]`.
+pub(super) fn host_conv_kernel(
+    m: &burn::nn::conv::Conv2d,
+    c: usize,
+    k: usize,
+    filters: usize,
+) -> Option<Vec<f32>> {
+    let burn_w = read(m.weight.val().reshape([filters, c * k * k]))?;
+    let mut rows = vec![0.0f32; k * k * c * filters];
+    for o in 0..filters {
+        for ci in 0..c {
+            for i in 0..k {
+                for j in 0..k {
+                    rows[((i * k + j) * c + ci) * filters + o] =
+                        burn_w[o * c * k * k + (ci * k + i) * k + j];
+                }
+            }
+        }
+    }
+    Some(rows)
 }
 
 /// [`im2col`] for the trainer ([`super::conv_train`]).

@@ -27,7 +27,7 @@ use burn::module::Param;
 use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::conv::{chw_to_hwc, read_bias};
+use super::conv::{chw_to_hwc, conv_geometry, host_conv_kernel, read_bias};
 use super::mlp::{read, trainable};
 use super::optimizer::OptimizerState;
 use super::trainer::{FusedHyper, Grads, StepOutput, apply_gradients, contrastive_backward};
@@ -167,31 +167,9 @@ impl Builder {
                     };
                     let [h, w, c] = spatial?;
                     let (k, s, f) = (*kernel, *stride, *filters);
-                    let pads = |size: usize| match padding {
-                        Padding::Valid => [0, 0],
-                        Padding::Same => {
-                            let total = ((size.div_ceil(s) - 1) * s + k).saturating_sub(size);
-                            [total / 2, total - total / 2]
-                        }
-                    };
-                    let ([top, bottom], [left, right]) = (pads(h), pads(w));
-                    let (hp, wp) = (h + top + bottom, w + left + right);
-                    if hp < k || wp < k {
-                        return None;
-                    }
-                    let output = [(hp - k) / s + 1, (wp - k) / s + 1, f];
-                    let burn_w = read(m.weight.val().reshape([f, c * k * k]))?;
-                    let mut kernel = vec![0.0f32; k * k * c * f];
-                    for o in 0..f {
-                        for ci in 0..c {
-                            for i in 0..k {
-                                for j in 0..k {
-                                    kernel[((i * k + j) * c + ci) * f + o] =
-                                        burn_w[o * c * k * k + (ci * k + i) * k + j];
-                                }
-                            }
-                        }
-                    }
+                    let ([top, left], [ho, wo]) = conv_geometry([h, w], k, s, *padding)?;
+                    let output = [ho, wo, f];
+                    let kernel = host_conv_kernel(m, c, k, f)?;
                     b.weights.push(Weights {
                         kernel,
                         bias: read_bias(m.bias.as_ref(), f)?,
