@@ -9,9 +9,9 @@
 /// its kernels). Only element-wise loops use it; Rust never fuses `a * b + c` into an FMA on
 /// its own, so every version rounds exactly alike.
 macro_rules! multiversion {
-    ($(#[$meta:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
         $(#[$meta])*
-        fn $name($($arg: $ty),*) {
+        $vis fn $name($($arg: $ty),*) {
             #[inline(always)]
             fn imp($($arg: $ty),*) $body
             #[cfg(target_arch = "x86_64")]

@@ -408,7 +408,7 @@ impl FusedConv {
 /// `buf[..n]`, growing `buf` (with zeros) only when it is shorter. The scratch buffers serve
 /// stages of different sizes in turn; shrinking and regrowing them zeroed their memory again
 /// at every stage of every block.
-fn sized(buf: &mut Vec<f32>, n: usize) -> &mut [f32] {
+pub(super) fn sized(buf: &mut Vec<f32>, n: usize) -> &mut [f32] {
     if buf.len() < n {
         buf.resize(n, 0.0);
     }
@@ -468,7 +468,7 @@ multiversion! {
     /// `cols[(y, x), (i, j, c)] = image[(s·y + i, s·x + j), c]` for one channels-last image
     /// (`input`: width and channels; `output`: height and width; `window`: kernel side and
     /// stride); each kernel row is `k·ci` contiguous values.
-    fn im2col(image: &[f32], cols: &mut [f32], input: [usize; 2], output: [usize; 2], window: [usize; 2]) {
+    pub(super) fn im2col(image: &[f32], cols: &mut [f32], input: [usize; 2], output: [usize; 2], window: [usize; 2]) {
         let ([wi, ci], [ho, wo], [k, s]) = (input, output, window);
         let (span, fan_in) = (k * ci, k * k * ci);
         for y in 0..ho {
@@ -528,17 +528,6 @@ pub(super) fn host_conv_kernel(
         }
     }
     Some(rows)
-}
-
-/// [`im2col`] for the trainer ([`super::conv_train`]).
-pub(super) fn im2col_valid(
-    image: &[f32],
-    cols: &mut [f32],
-    input: [usize; 2],
-    output: [usize; 2],
-    window: [usize; 2],
-) {
-    im2col(image, cols, input, output, window);
 }
 
 /// [`im2col`] with zero padding (same-padding convolutions): input pixel `(s·y + i − top,

@@ -87,7 +87,7 @@ pub(super) fn matmul(
 
 multiversion! {
     /// `z ← act(z + b)` row by row (`z: [rows, b.len()]`), ReLU when `relu`.
-    fn bias_act(z: &mut [f32], bias: &[f32], relu: bool) {
+    pub(super) fn bias_act(z: &mut [f32], bias: &[f32], relu: bool) {
         for row in z.chunks_exact_mut(bias.len()) {
             if relu {
                 for (v, b) in row.iter_mut().zip(bias) {

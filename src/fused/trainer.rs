@@ -13,7 +13,7 @@ use crate::simd::multiversion;
 
 multiversion! {
     /// `h ← h ⊙ m` (dropout).
-    fn mul_assign(h: &mut [f32], m: &[f32]) {
+    pub(super) fn mul_assign(h: &mut [f32], m: &[f32]) {
         for (v, m) in h.iter_mut().zip(m) {
             *v *= m;
         }
@@ -23,7 +23,7 @@ multiversion! {
 multiversion! {
     /// `g ← g ⊙ act′ ⊙ m` from the layer's output `h` (ReLU: where `h > 0`), `m` the dropout
     /// mask or empty.
-    fn backward_mask(g: &mut [f32], h: &[f32], m: &[f32], relu: bool) {
+    pub(super) fn backward_mask(g: &mut [f32], h: &[f32], m: &[f32], relu: bool) {
         match (relu, m.is_empty()) {
             (true, false) => {
                 for ((g, &h), &m) in g.iter_mut().zip(h).zip(m) {
@@ -47,7 +47,7 @@ multiversion! {
 
 multiversion! {
     /// `acc ← acc + Σ_rows g` (`g: [rows, acc.len()]`), or `acc ← Σ_rows g` when `fresh`.
-    fn column_sums(acc: &mut [f32], g: &[f32], fresh: bool) {
+    pub(super) fn column_sums(acc: &mut [f32], g: &[f32], fresh: bool) {
         if fresh {
             acc.fill(0.0);
         }

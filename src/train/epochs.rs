@@ -255,14 +255,19 @@ fn run_epochs(
     for cb in hooks.callbacks.iter_mut() {
         cb.on_train_begin(first, options.epochs, steps)?;
     }
-    let mut state = TrainState::new(
-        options.seed,
-        history.clone(),
-        order.clone(),
-        &rng,
-        &augment_rng,
-    );
-    state.epoch = first - 1;
+    // The resumable state after `epoch` epochs, made only when asked for (a checkpoint) and
+    // at the end, not every epoch.
+    let seed = options.seed;
+    let state_after = |epoch: usize,
+                       history: &History,
+                       order: &[usize],
+                       rng: &ChaCha8Rng,
+                       augment_rng: &ChaCha8Rng| {
+        let mut s = TrainState::new(seed, history.clone(), order.to_vec(), rng, augment_rng);
+        s.epoch = epoch;
+        s
+    };
+    let mut done = first - 1;
     for epoch in first..=options.epochs {
         let started = Instant::now();
         stepper.reseed(epoch_seed(options.seed, epoch));
@@ -326,20 +331,13 @@ fn run_epochs(
             println!("{}", epoch_line(&log, options.epochs, steps));
         }
         history.epochs.push(log.clone());
-        state = TrainState::new(
-            options.seed,
-            history.clone(),
-            order.clone(),
-            &rng,
-            &augment_rng,
-        );
-        state.epoch = epoch;
+        done = epoch;
         let mut stop = false;
-        {
+        if !hooks.callbacks.is_empty() {
             let network = stepper_network(stepper);
             let stepper = &*stepper;
             let snapshot = || -> Result<TrainState> {
-                let mut s = state.clone();
+                let mut s = state_after(epoch, &history, &order, &rng, &augment_rng);
                 s.optimizer = Some(stepper.optimizer_snapshot()?);
                 Ok(s)
             };
@@ -367,6 +365,7 @@ fn run_epochs(
             best = Some(network);
         }
     }
+    let state = state_after(done, &history, &order, &rng, &augment_rng);
     Ok((history, state, best))
 }
 

@@ -84,21 +84,20 @@ pub fn train(args: TrainArgs, device: &Device) -> Result<()> {
         verbose,
     )?;
     let seconds = started.elapsed().as_secs_f64();
-    let threshold = match &data.validation {
+    match &data.validation {
         Some(v) => {
             let objective: Objective = config.train.calibrate.parse()?;
             model.calibrate(v.data(), objective)?;
-            model
-                .threshold()
-                .cloned()
-                .ok_or_else(|| SiameseError::Runtime("calibration stored no threshold".into()))?
         }
-        None => Threshold {
+        None => model.set_threshold(Threshold {
             value: config.train.threshold,
             source: "train.threshold (no validation part)".into(),
-        },
-    };
-    model.set_threshold(threshold.clone());
+        }),
+    }
+    let threshold = model
+        .threshold()
+        .cloned()
+        .ok_or_else(|| SiameseError::Runtime("the model has no threshold".into()))?;
     let mut report = verification_report(&model, data.test.data(), &threshold)?;
     if let Some(text) = &data.text {
         let (p, s) = model.correlations(data.test.data(), &text.test_scores)?;

@@ -454,7 +454,7 @@ impl ConvTrainer {
                     stages,
                     weights,
                     lens,
-                    &masks_rows(masks, stages, lens, r0, n),
+                    &masks_rows(masks, stages, r0, n),
                 );
             });
         let params = self

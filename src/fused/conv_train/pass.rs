@@ -2,16 +2,16 @@
 
 use super::{Stage, Weights, Work, to_hwc};
 use crate::encoder::Activation;
-use crate::fused::conv::{im2col_padded, im2col_valid as im2col};
+use crate::fused::conv::{im2col, im2col_padded, sized};
+use crate::fused::mlp::bias_act;
 use crate::fused::mlp::matmul;
-use crate::fused::trainer::Grads;
+use crate::fused::trainer::{Grads, backward_mask, column_sums, mul_assign};
 use crate::simd::multiversion;
 
 /// Each dropout stage's mask rows `r0..r0 + n`, by dropout index.
 pub(super) fn masks_rows<'a>(
     masks: &'a [Vec<f32>],
     stages: &[Stage],
-    _lens: &[usize],
     r0: usize,
     n: usize,
 ) -> Vec<&'a [f32]> {
@@ -22,14 +22,6 @@ pub(super) fn masks_rows<'a>(
         }
     }
     out
-}
-
-/// `buf` resized to `n` values (growing only), as a slice.
-fn sized(buf: &mut Vec<f32>, n: usize) -> &mut [f32] {
-    if buf.len() < n {
-        buf.resize(n, 0.0);
-    }
-    &mut buf[..n]
 }
 
 /// The forward pass of one thread's `n` rows (from stacked row `r0`), keeping what the
@@ -199,12 +191,12 @@ pub(super) fn backward(
                 let (m, kkc) = (ho * wo, k * k * ci);
                 let gy = &mut cur[..n * m * co];
                 if *relu {
-                    relu_backward(gy, out);
+                    backward_mask(gy, out, &[], true);
                 }
                 let cols = &w.cols[si][..n * m * kkc];
                 let [gk, gb] = &mut grads[*wi_];
                 matmul(gk, (kkc, *co, n * m), cols, (1, kkc), gy, (*co, 1));
-                column_sums(gb, gy, *co);
+                column_sums(gb, gy, true);
                 if si > 0 {
                     let layer = &weights[*wi_];
                     let dcols = sized(&mut w.dcols, n * m * kkc);
@@ -220,7 +212,7 @@ pub(super) fn backward(
                     gx.fill(0.0);
                     let [top, left] = pad.unwrap_or([0, 0]);
                     for (dc, gi) in dcols.chunks_exact(m * kkc).zip(gx.chunks_exact_mut(in_len)) {
-                        col2im_one(dc, gi, [*hi, *wi, *ci], [*ho, *wo], [*k, *s], [top, left]);
+                        col2im(dc, gi, [*hi, *wi, *ci], [*ho, *wo], [*k, *s], [top, left]);
                     }
                     std::mem::swap(&mut cur, &mut next);
                 }
@@ -261,7 +253,7 @@ pub(super) fn backward(
                 }
                 let [gk, gb] = &mut grads[*wi_];
                 matmul(gk, (fi, fo, n), src, (1, fi), gz, (fo, 1));
-                column_sums(gb, gz, fo);
+                column_sums(gb, gz, true);
                 if si > 0 {
                     matmul(
                         &mut next[..n * fi],
@@ -295,55 +287,11 @@ pub(super) fn backward(
     }
 }
 
-/// `acc = Σ_rows g` over rows of `width` values.
-fn column_sums(acc: &mut [f32], g: &[f32], width: usize) {
-    acc.fill(0.0);
-    for row in g.chunks_exact(width) {
-        for (a, v) in acc.iter_mut().zip(row) {
-            *a += v;
-        }
-    }
-}
-
 multiversion! {
     /// `out = a ⊙ m`.
     fn mul_into(out: &mut [f32], a: &[f32], m: &[f32]) {
         for ((o, v), m) in out.iter_mut().zip(a).zip(m) {
             *o = v * m;
-        }
-    }
-}
-
-multiversion! {
-    /// `g ← g ⊙ m`.
-    fn mul_assign(g: &mut [f32], m: &[f32]) {
-        for (g, m) in g.iter_mut().zip(m) {
-            *g *= m;
-        }
-    }
-}
-
-multiversion! {
-    /// Adds `bias` to every row of `out` (rows of `bias.len()` values), then ReLU when `relu`.
-    fn bias_act(out: &mut [f32], bias: &[f32], relu: bool) {
-        for row in out.chunks_exact_mut(bias.len()) {
-            for (v, b) in row.iter_mut().zip(bias) {
-                *v += b;
-            }
-        }
-        if relu {
-            // Not `max(0.0)`, which would turn NaN into 0 and hide a diverged training from
-            // the loss check.
-            out.iter_mut().for_each(|v| *v = if *v < 0.0 { 0.0 } else { *v });
-        }
-    }
-}
-
-multiversion! {
-    /// `g ← g where y > 0, else 0` (ReLU's backward from its output).
-    fn relu_backward(g: &mut [f32], y: &[f32]) {
-        for (g, &y) in g.iter_mut().zip(y) {
-            *g = if y > 0.0 { *g } else { 0.0 };
         }
     }
 }
@@ -392,7 +340,7 @@ multiversion! {
     /// The adjoint of `im2col` for one image: `g[(s·y + i − top, s·x + j − left), c] +=
     /// dcols[(y, x), (i, j, c)]` for pixels inside the image (`input`: height, width,
     /// channels; `window`: kernel side and stride; `pad`: top and left).
-    fn col2im_one(
+    fn col2im(
         dcols: &[f32],
         g: &mut [f32],
         input: [usize; 3],
@@ -400,21 +348,7 @@ multiversion! {
         window: [usize; 2],
         pad: [usize; 2],
     ) {
-        col2im(dcols, g, input, output, window, pad);
-    }
-}
-
-/// The adjoint of `im2col` for one image: `g[(s·y + i − top, s·x + j − left), c] +=
-/// dcols[(y, x), (i, j, c)]` for pixels inside the image.
-#[inline(always)]
-fn col2im(
-    dcols: &[f32],
-    g: &mut [f32],
-    [hi, wi, ci]: [usize; 3],
-    [ho, wo]: [usize; 2],
-    [k, s]: [usize; 2],
-    [top, left]: [usize; 2],
-) {
+    let ([hi, wi, ci], [ho, wo], [k, s], [top, left]) = (input, output, window, pad);
     let kkc = k * k * ci;
     for y in 0..ho {
         for x in 0..wo {
@@ -440,4 +374,5 @@ fn col2im(
             }
         }
     }
+}
 }
