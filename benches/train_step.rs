@@ -54,6 +54,7 @@ fn train_step(c: &mut Criterion) {
         None,
         siamese::fused::FusedHyper {
             optimizer: siamese::fused::FusedOptimizer::from_config(&config.optimizer).unwrap(),
+            loss: siamese::loss::LossKind::Contrastive,
             margin: 1.0,
         },
     )
@@ -67,7 +68,11 @@ fn train_step(c: &mut Criterion) {
                     b.row(r - BATCH)
                 })
             };
-            black_box(trainer.step(&y, &fill).unwrap())
+            black_box(
+                trainer
+                    .step(siamese::fused::HostBatch::Pairs(&y), &fill)
+                    .unwrap(),
+            )
         })
     });
 

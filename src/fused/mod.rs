@@ -38,6 +38,7 @@
 pub mod conv;
 mod conv_train;
 mod host;
+mod loss;
 mod mlp;
 mod optimizer;
 mod packed;
@@ -46,6 +47,7 @@ mod trainer;
 pub use conv::FusedConv;
 pub use conv_train::ConvTrainer;
 pub use host::{HostEncoder, HostHead};
+pub use loss::HostBatch;
 pub use mlp::FusedMlp;
 pub use optimizer::{FusedOptimizer, OptimizerState, OptimizerStateParts};
 pub use trainer::{FusedHyper, FusedTrainer, HostTrainer, StepOutput};

@@ -5,7 +5,7 @@ use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor};
 
 use super::{
-    FusedHyper, FusedMlp, FusedOptimizer, FusedTrainer, HostHead, OptimizerState,
+    FusedHyper, FusedMlp, FusedOptimizer, FusedTrainer, HostBatch, HostHead, OptimizerState,
     OptimizerStateParts,
 };
 use crate::data::Matrix;
@@ -25,6 +25,7 @@ const HYPER: FusedHyper = FusedHyper {
         rho: 0.9,
         epsilon: 1e-7,
     },
+    loss: crate::loss::LossKind::Contrastive,
     margin: 1.0,
 };
 
@@ -95,6 +96,7 @@ fn fused_fit(
     let net = network(config);
     let hyper = FusedHyper {
         optimizer: FusedOptimizer::from_config(optimizer).unwrap(),
+        loss: crate::loss::LossKind::Contrastive,
         margin: 1.0,
     };
     let trainer = FusedTrainer::new(&net, None, hyper).unwrap();
@@ -521,9 +523,25 @@ fn only_supported_networks_take_the_fused_path() {
         distance: Distance::Manhattan,
         ..mlp_config(4, &[3], Activation::Relu, true, 0.0)
     };
-    // Inference handles any distance; training only the Euclidean contrastive case.
+    // Inference handles any head; training any distance head (the weighted-L1 head's
+    // training keeps burn's path on MLPs).
     assert!(FusedMlp::from_network(&network(&manhattan)).is_some());
-    assert!(FusedTrainer::new(&network(&manhattan), None, HYPER).is_none());
+    assert!(FusedTrainer::new(&network(&manhattan), None, HYPER).is_some());
+    let weighted = SiameseConfig {
+        head: Head::WeightedL1,
+        ..manhattan.clone()
+    };
+    let bce = FusedHyper {
+        loss: crate::loss::LossKind::BinaryCrossEntropy,
+        ..HYPER
+    };
+    assert!(FusedTrainer::new(&network(&weighted), None, bce).is_none());
+    // A loss the head does not take (cosine-mse needs the cosine distance).
+    let cosine_mse = FusedHyper {
+        loss: crate::loss::LossKind::CosineMse,
+        ..HYPER
+    };
+    assert!(FusedTrainer::new(&network(&manhattan), None, cosine_mse).is_none());
     let conv = SiameseConfig {
         encoder: EncoderConfig::Conv(
             crate::encoder::conv::ConvEncoderConfig::preset("koch-cpu", 52, 52).unwrap(),
@@ -531,6 +549,63 @@ fn only_supported_networks_take_the_fused_path() {
         ..mlp_config(4, &[3], Activation::Relu, true, 0.0)
     };
     assert!(FusedMlp::from_network(&network(&conv)).is_none());
+}
+
+/// The MLP trainer with every distance and each distance-head loss (triplets from index
+/// pairs) trains as burn's path does.
+#[test]
+fn every_distance_and_loss_trains_as_burn_does() {
+    use crate::loss::LossKind::*;
+    let (samples, _, _) = data(16, 6, 4);
+    let pairs: Vec<crate::data::pairs::IndexPair> = (0..24)
+        .map(|i| crate::data::pairs::IndexPair {
+            i: i % 16,
+            j: (i * 5 + 3) % 16,
+            label: (i % 2) as f32,
+        })
+        .collect();
+    let data = PairData::Indexed {
+        samples: &samples,
+        pairs: &pairs,
+    };
+    for (distance, kind, margin) in [
+        (Distance::Manhattan, Contrastive, 2.0),
+        (Distance::Cosine, Contrastive, 0.5),
+        (Distance::Cosine, CosineMse, 1.0),
+        (Distance::Manhattan, ExpMse, 1.0),
+        (Distance::Euclidean, Triplet, 0.5),
+        (Distance::Cosine, Triplet, 0.2),
+    ] {
+        let config = SiameseConfig {
+            distance,
+            ..mlp_config(6, &[8, 5], Activation::Relu, false, 0.1)
+        };
+        let optimizer = OptimizerConfig::sgd(0.05, 0.9);
+        let mc = crate::config::ModelConfig {
+            loss: LossConfig { kind, margin },
+            optimizer: optimizer.clone(),
+            ..model_config(&config)
+        };
+        let o = options(2, 8);
+        let mut burn_opt = optimizer.init().unwrap();
+        let burn = train::fit(network(&config), &mut burn_opt, 0.05, data, &o, hooks(&mc));
+        let burn = burn.unwrap();
+        let hyper = FusedHyper {
+            optimizer: FusedOptimizer::from_config(&optimizer).unwrap(),
+            loss: kind,
+            margin,
+        };
+        let net = network(&config);
+        let trainer = FusedTrainer::new(&net, None, hyper).expect("covered");
+        let host = train::fit_fused(net, &mut trainer.into(), data, &o, hooks(&mc)).unwrap();
+        let what = format!("{distance:?} {kind:?}");
+        assert_same_training(
+            (&weights(&host.network), &host.history),
+            (&weights(&burn.network), &burn.history),
+            &what,
+        );
+        assert_ne!(weights(&host.network), weights(&network(&config)), "{what}");
+    }
 }
 
 /// An optimizer state saved after a few steps (`to_parts`, JSON, `from_parts`) resumes
@@ -561,12 +636,13 @@ fn optimizer_state_round_trips_and_resumes_bit_identically() {
     ] {
         let hyper = FusedHyper {
             optimizer: FusedOptimizer::from_config(&config).unwrap(),
+            loss: crate::loss::LossKind::Contrastive,
             margin: 1.0,
         };
         let train = |net: &SiameseNetwork, state: Option<OptimizerState>| {
             let mut trainer = FusedTrainer::new(net, state, hyper).unwrap();
             for _ in 0..3 {
-                trainer.step(&y, &fill).unwrap();
+                trainer.step(HostBatch::Pairs(&y), &fill).unwrap();
             }
             trainer
         };

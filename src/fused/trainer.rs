@@ -3,11 +3,12 @@
 
 use rayon::prelude::*;
 
+use super::loss::{HostBatch, HostLoss};
 use super::mlp::{FusedMlp, matmul};
 use super::optimizer::{FusedOptimizer, OptimizerState};
-use crate::distance::{ClampMinNan, Distance, EPSILON};
 use crate::encoder::{Encoder, SeededDropout};
 use crate::error::{Result, SiameseError};
+use crate::loss::LossKind;
 use crate::siamese::SiameseNetwork;
 use crate::simd::multiversion;
 
@@ -64,60 +65,39 @@ multiversion! {
 pub struct FusedHyper {
     /// The optimizer.
     pub optimizer: FusedOptimizer,
-    /// Contrastive margin.
+    /// The loss.
+    pub loss: LossKind,
+    /// Contrastive or triplet margin.
     pub margin: f32,
 }
 
 /// What one fused step reports: the batch's mean loss and each pair's distance.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepOutput {
-    /// Mean contrastive loss of the batch.
+    /// Mean loss of the batch.
     pub loss: f32,
-    /// Distance of every pair of the batch.
+    /// Distance of every pair of the batch (of triplets: every `d(a, p)`, then every
+    /// `d(a, n)`).
     pub distances: Vec<f32>,
 }
 
 /// Per-thread weight gradients, `[kernel, bias]` per layer.
 pub(super) type Grads = Vec<[Vec<f32>; 2]>;
 
-/// The Euclidean distance of every pair of embeddings (`e`: `[2·pairs, emb]`, branch A rows
-/// then branch B rows), the mean contrastive loss, and `∂L/∂e`, handed to `write(row, j, v)`:
-///
-/// ```text
-/// d = √max(Σ (eₐ − e_b)², ε)      L = mean(y·d² + (1 − y)·max(0, m − d)²)
-/// ∂L/∂eₐ = −∂L/∂e_b = (2/n)·(y·d − (1 − y)·max(0, m − d))/d · (eₐ − e_b)   (0 where d² ≤ ε)
-/// ```
-pub(super) fn contrastive_backward(
-    e: &[f32],
-    emb: usize,
-    labels: &[f32],
-    margin: f32,
-    mut write: impl FnMut(usize, usize, f32),
-) -> (f32, Vec<f32>) {
-    let pairs = labels.len();
-    let scale = 2.0 / pairs as f32;
-    let mut distances = Vec::with_capacity(pairs);
-    let mut loss = 0.0f64;
-    for (i, &y) in labels.iter().enumerate() {
-        let (ea, eb) = (
-            &e[i * emb..(i + 1) * emb],
-            &e[(pairs + i) * emb..(pairs + i + 1) * emb],
-        );
-        let s: f32 = ea.iter().zip(eb).map(|(a, b)| (a - b) * (a - b)).sum();
-        let d = s.clamp_min_nan(EPSILON).sqrt();
-        let hinge = (margin - d).max(0.0);
-        loss += (y * d * d + (1.0 - y) * hinge * hinge) as f64;
-        distances.push(d);
-        // ∂L/∂d, then ∂d/∂s = 1/(2d) where s > ε (0 where the clamp holds), ∂s/∂eₐ = 2(eₐ − e_b).
-        let dd = scale * (y * d - (1.0 - y) * hinge);
-        let k = if s > EPSILON { dd / d } else { 0.0 };
-        for j in 0..emb {
-            let v = k * (ea[j] - eb[j]);
-            write(i, j, v);
-            write(pairs + i, j, -v);
-        }
+/// Checks that `batch` has rows and the layout `loss` takes.
+pub(super) fn check_batch(loss: &HostLoss, batch: HostBatch<'_>) -> Result<()> {
+    if batch.is_empty() {
+        return Err(SiameseError::Empty(
+            "a fused training batch with no pairs".into(),
+        ));
     }
-    ((loss / pairs as f64) as f32, distances)
+    if !loss.takes(batch) {
+        return Err(SiameseError::invalid(
+            "training batch",
+            "the triplet loss trains on triplets and every other loss on pairs",
+        ));
+    }
+    Ok(())
 }
 
 /// Sums the threads' gradients (`grads[t][layer] = [kernel, bias]`) into the first thread's
@@ -173,6 +153,7 @@ pub struct FusedTrainer {
     mlp: FusedMlp,
     state: OptimizerState,
     hyper: FusedHyper,
+    loss: HostLoss,
     dropout: Option<SeededDropout>,
     /// Stacked inputs of the current batch, `[2·batch, input_dim]`: branch A then branch B.
     x: Vec<f32>,
@@ -184,6 +165,8 @@ pub struct FusedTrainer {
     grad: [Vec<f32>; 2],
     /// Weight gradients of each thread's rows.
     grads: Vec<Grads>,
+    /// `∂L/∂e` of the batch, `[rows, emb]`.
+    gemb: Vec<f32>,
 }
 
 impl FusedTrainer {
@@ -194,9 +177,7 @@ impl FusedTrainer {
         state: Option<OptimizerState>,
         hyper: FusedHyper,
     ) -> Option<Self> {
-        if network.weighted_l1.is_some() || network.distance() != Distance::Euclidean {
-            return None;
-        }
+        let loss = HostLoss::new(network, hyper.loss, hyper.margin).filter(|l| !l.has_head())?;
         let mlp = FusedMlp::from_network(network)?;
         let dropout = match &network.encoder {
             Encoder::Mlp(m) => m.dropout.clone(),
@@ -217,8 +198,10 @@ impl FusedTrainer {
             mlp,
             state,
             hyper,
+            loss,
             dropout,
             x: Vec::new(),
+            gemb: Vec::new(),
             grad: [Vec::new(), Vec::new()],
             grads,
         })
@@ -246,23 +229,19 @@ impl FusedTrainer {
         &self.state
     }
 
-    /// One optimizer step on a batch of `labels.len()` pairs. The inputs are stacked
-    /// `[2·pairs, input_dim]`, branch A then branch B: `fill(r, row)` writes stacked row `r`
-    /// (pair `r`'s A input for `r < pairs`, pair `r − pairs`'s B input otherwise). Each
-    /// thread fills its own rows, so gathering a shuffled batch runs in parallel too.
+    /// One optimizer step on a batch. The inputs are stacked as [`HostBatch`] says (pairs:
+    /// `[2·pairs, input_dim]`, branch A then branch B): `fill(r, row)` writes stacked row `r`
+    /// (for pairs, pair `r`'s A input for `r < pairs`, pair `r − pairs`'s B input
+    /// otherwise). Each thread fills its own rows, so gathering a shuffled batch runs in
+    /// parallel too.
     pub fn step(
         &mut self,
-        labels: &[f32],
+        batch: HostBatch<'_>,
         fill: &(dyn Fn(usize, &mut [f32]) + Sync),
     ) -> Result<StepOutput> {
-        let pairs = labels.len();
-        let rows = 2 * pairs;
+        check_batch(&self.loss, batch)?;
+        let rows = batch.rows();
         let dim = self.mlp.input_dim();
-        if pairs == 0 {
-            return Err(SiameseError::Empty(
-                "a fused training batch with no pairs".into(),
-            ));
-        }
         self.x.resize(rows * dim, 0.0);
         let layers = self.mlp.layers.len();
         for (l, d) in self.mlp.layers.iter().enumerate() {
@@ -317,13 +296,16 @@ impl FusedTrainer {
         // Distances, loss and ∂L/∂embedding for both branches (cheap: one pass over pairs).
         let emb = self.mlp.output_dim();
         let e = &self.acts[layers - 1];
-        let g = &mut self.grad[0];
+        self.gemb.resize(rows * emb, 0.0);
+        let (loss, distances) = self
+            .loss
+            .backward(e, emb, batch, None, &mut self.gemb, None);
         // Gradient buffers are laid out per thread chunk: `[chunk rows, widest]` blocks.
-        let at = |r: usize| (r / chunk) * chunk * widest + (r % chunk) * emb;
-        let (loss, distances) =
-            contrastive_backward(e, emb, labels, self.hyper.margin, |r, j, v| {
-                g[at(r) + j] = v
-            });
+        let g = &mut self.grad[0];
+        for (r, src) in self.gemb.chunks_exact(emb).enumerate() {
+            let at = (r / chunk) * chunk * widest + (r % chunk) * emb;
+            g[at..at + emb].copy_from_slice(src);
+        }
         // Backward, each thread on its own rows; weight gradients per thread.
         {
             let mlp = &self.mlp;
@@ -437,12 +419,12 @@ impl HostTrainer {
     /// One optimizer step (see [`FusedTrainer::step`]).
     pub fn step(
         &mut self,
-        labels: &[f32],
+        batch: HostBatch<'_>,
         fill: &(dyn Fn(usize, &mut [f32]) + Sync),
     ) -> Result<StepOutput> {
         match self {
-            Self::Mlp(t) => t.step(labels, fill),
-            Self::Conv(t) => t.step(labels, fill),
+            Self::Mlp(t) => t.step(batch, fill),
+            Self::Conv(t) => t.step(batch, fill),
         }
     }
 

@@ -31,7 +31,6 @@ use crate::fused::{
 };
 use crate::infer::{self, Evaluation};
 use crate::io::{self, Extra, ModelMeta};
-use crate::loss::LossKind;
 use crate::siamese::SiameseNetwork;
 use crate::train::{self, Callback, FitOptions, History, Hooks, OptimizerSnapshot, TrainState};
 
@@ -283,16 +282,17 @@ impl Siamese {
             .as_ref()
     }
 
-    /// The fused CPU trainer (see [`crate::fused`]) when it computes this model exactly: an
-    /// MLP or convolutional encoder (see [`HostTrainer::new`]) with the Euclidean distance and
-    /// the contrastive loss, on
-    /// the flex device, unless [`Self::set_fused`] turned the host paths off.
+    /// The fused CPU trainer (see [`crate::fused`]) when it computes this model exactly (an
+    /// MLP or convolutional encoder with a head and loss it covers, see
+    /// [`HostTrainer::new`]) on the flex device, unless [`Self::set_fused`] turned the host
+    /// paths off.
     fn fused_trainer(&mut self) -> Option<HostTrainer> {
-        if !self.fused || self.meta.config.loss.kind != LossKind::Contrastive {
+        if !self.fused {
             return None;
         }
         let hyper = FusedHyper {
             optimizer: FusedOptimizer::from_config(&self.meta.config.optimizer)?,
+            loss: self.meta.config.loss.kind,
             margin: self.meta.config.loss.margin,
         };
         HostTrainer::new(&self.network, self.fused_state.take(), hyper)

@@ -69,17 +69,7 @@ pub fn fit(
     let loss = &hooks.config.loss;
     let split = prepare(options, train)?;
     let (train, val) = train_and_validation(&split, options, train);
-    let triplets = if loss.is_triplet() {
-        if network.weighted_l1.is_some() {
-            return Err(SiameseError::config(
-                "loss.type",
-                "the triplet loss trains a distance head, not the weighted-l1 head",
-            ));
-        }
-        Some(TripletSource::new(train)?)
-    } else {
-        None
-    };
+    let triplets = triplet_source(hooks.config, &network, train)?;
     let device = network_device(&network);
     let mut stepper = BurnStepper {
         network,
@@ -113,9 +103,12 @@ pub fn fit_fused(
 ) -> Result<FitOutcome> {
     let split = prepare(options, train)?;
     let (train, val) = train_and_validation(&split, options, train);
+    let triplets = triplet_source(hooks.config, &network, train)?;
     let mut stepper = FusedStepper {
         network,
         trainer,
+        triplets,
+        epoch_triplets: None,
         batch_losses: Vec::new(),
         distances: Vec::new(),
         labels: Vec::new(),
@@ -135,6 +128,24 @@ pub fn fit_fused(
         history,
         state,
     })
+}
+
+/// The triplets of a triplet-loss run (None for every other loss).
+fn triplet_source<'d>(
+    config: &ModelConfig,
+    network: &SiameseNetwork,
+    train: PairData<'d>,
+) -> Result<Option<TripletSource<'d>>> {
+    if !config.loss.is_triplet() {
+        return Ok(None);
+    }
+    if network.weighted_l1.is_some() {
+        return Err(SiameseError::config(
+            "loss.type",
+            "the triplet loss trains a distance head, not the weighted-l1 head",
+        ));
+    }
+    TripletSource::new(train).map(Some)
 }
 
 /// Checks the options and the training pairs, and splits off the validation part when asked.

@@ -81,6 +81,11 @@ impl<'a> TripletSource<'a> {
             .collect()
     }
 
+    /// Sample `i`'s input row.
+    pub(super) fn sample(&self, i: usize) -> &[f32] {
+        self.samples.row(i)
+    }
+
     /// Rows of the anchors, positives and negatives of `batch`.
     pub(super) fn gather(&self, batch: &[[usize; 3]]) -> [Matrix; 3] {
         [0, 1, 2].map(|r| {

@@ -1,6 +1,8 @@
 //! The forward and backward passes of [`super::ConvTrainer`] over one thread's images.
 
-use super::{Stage, Weights, Work, to_hwc};
+use std::ops::Range;
+
+use super::{NormBatch, Stage, Weights, Work, to_hwc};
 use crate::encoder::Activation;
 use crate::fused::conv::{im2col, im2col_padded, sized};
 use crate::fused::mlp::bias_act;
@@ -24,18 +26,12 @@ pub(super) fn masks_rows<'a>(
     out
 }
 
-/// The forward pass of one thread's `n` rows (from stacked row `r0`), keeping what the
-/// backward pass needs.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn forward(
+/// Fills one thread's `n` input rows (from stacked row `r0`), channels-last.
+pub(super) fn load(
     w: &mut Work,
     r0: usize,
     n: usize,
     input: [usize; 3],
-    stages: &[Stage],
-    weights: &[Weights],
-    lens: &[usize],
-    masks: &[Vec<f32>],
     fill: &(dyn Fn(usize, &mut [f32]) + Sync),
 ) {
     let dim: usize = input.iter().product();
@@ -45,16 +41,35 @@ pub(super) fn forward(
     }
     if input[2] > 1 {
         // Rows arrive in burn's [c, h, w] order.
-        let mut tmp = vec![0.0f32; dim];
+        let tmp = sized(&mut w.dcols, dim);
         for row in x.chunks_exact_mut(dim) {
-            to_hwc(row, &mut tmp, input);
-            row.copy_from_slice(&tmp);
+            to_hwc(row, tmp, input);
+            row.copy_from_slice(tmp);
         }
     }
+}
+
+/// The forward pass of `stages[range]` over one thread's `n` rows (from stacked row `r0`),
+/// keeping what the backward pass needs; a batch-norm stage takes the batch's statistics
+/// from `norms`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn forward(
+    w: &mut Work,
+    r0: usize,
+    n: usize,
+    range: Range<usize>,
+    dim: usize,
+    stages: &[Stage],
+    weights: &[Weights],
+    lens: &[usize],
+    masks: &[Vec<f32>],
+    norms: &[NormBatch],
+) {
     w.acts.resize_with(stages.len(), Vec::new);
     w.cols.resize_with(stages.len(), Vec::new);
     w.argmax.resize_with(stages.len(), Vec::new);
-    for (si, stage) in stages.iter().enumerate() {
+    for si in range {
+        let stage = &stages[si];
         let (done, rest) = w.acts.split_at_mut(si);
         let src: &[f32] = if si == 0 {
             &w.x[..n * dim]
@@ -139,6 +154,20 @@ pub(super) fn forward(
                     }
                 }
             }
+            Stage::Norm { c, w: wi_, stat } => {
+                let (nb, layer) = (&norms[*stat], &weights[*wi_]);
+                let xhat = sized(&mut w.cols[si], n * lens[si]);
+                norm_forward(
+                    src,
+                    xhat,
+                    out,
+                    *c,
+                    &nb.mean,
+                    &nb.inv,
+                    &layer.kernel,
+                    &layer.bias,
+                );
+            }
             Stage::L2 => {
                 let len = lens[si];
                 for (v, e) in src.chunks_exact(len).zip(out.chunks_exact_mut(len)) {
@@ -152,24 +181,37 @@ pub(super) fn forward(
     }
 }
 
-/// The backward pass of one thread's `n` rows from `∂L/∂e` (`gemb`), into `grads`.
+/// Starts one thread's backward pass: `∂L/∂e` of its `n` rows (`gemb`) into the current
+/// gradient buffer.
+pub(super) fn begin_backward(w: &mut Work, n: usize, widest: usize, gemb: &[f32]) {
+    for g in &mut w.g {
+        sized(g, n * widest);
+    }
+    w.cur = 0;
+    w.g[0][..gemb.len()].copy_from_slice(gemb);
+}
+
+/// The backward pass of `stages[range]` (last stage first) over one thread's `n` rows, from
+/// the gradient of the range's output in the current buffer, into `grads`; a batch-norm
+/// stage takes the batch's sums from `norms`.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn backward(
     w: &mut Work,
     grads: &mut Grads,
     n: usize,
+    range: Range<usize>,
     dim: usize,
-    gemb: &[f32],
     stages: &[Stage],
     weights: &[Weights],
     lens: &[usize],
     masks: &[&[f32]],
+    norms: &[NormBatch],
 ) {
-    let widest = lens.iter().copied().chain([dim]).max().unwrap_or(dim);
     let [g0, g1] = &mut w.g;
-    let (mut cur, mut next) = (sized(g0, n * widest), sized(g1, n * widest));
-    cur[..gemb.len()].copy_from_slice(gemb);
-    for (si, stage) in stages.iter().enumerate().rev() {
+    let (mut cur, mut next) = if w.cur == 0 { (g0, g1) } else { (g1, g0) };
+    let mut swaps = 0;
+    for si in range.rev() {
+        let stage = &stages[si];
         let in_len = if si == 0 { dim } else { lens[si - 1] };
         let out_len = lens[si];
         let src: &[f32] = if si == 0 {
@@ -215,6 +257,7 @@ pub(super) fn backward(
                         col2im(dc, gi, [*hi, *wi, *ci], [*ho, *wo], [*k, *s], [top, left]);
                     }
                     std::mem::swap(&mut cur, &mut next);
+                    swaps += 1;
                 }
             }
             Stage::Pool { .. } => {
@@ -229,6 +272,7 @@ pub(super) fn backward(
                     }
                 }
                 std::mem::swap(&mut cur, &mut next);
+                swaps += 1;
             }
             Stage::Drop { d, .. } => {
                 mul_assign(&mut cur[..n * out_len], masks[*d]);
@@ -264,6 +308,14 @@ pub(super) fn backward(
                         (1, fo),
                     );
                     std::mem::swap(&mut cur, &mut next);
+                    swaps += 1;
+                }
+            }
+            Stage::Norm { c, w: wi_, stat } => {
+                if si > 0 {
+                    let (nb, layer) = (&norms[*stat], &weights[*wi_]);
+                    let xhat = &w.cols[si][..n * out_len];
+                    norm_backward(&mut cur[..n * out_len], xhat, *c, nb, &layer.kernel);
                 }
             }
             Stage::L2 => {
@@ -283,6 +335,93 @@ pub(super) fn backward(
                     }
                 }
             }
+        }
+    }
+    w.cur = (w.cur + swaps) % 2;
+}
+
+/// Adds one thread's per-channel sums to `acc` for a batch-norm stage at `si` (`c` channels
+/// innermost): of its input (`centre` None), of its input's squared deviations from
+/// `centre`, or (`backward`) `Σ gy` into `acc[..c]` and `Σ gy·x̂` into `acc[c..]`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn norm_sums(
+    w: &Work,
+    si: usize,
+    n: usize,
+    len: usize,
+    c: usize,
+    centre: Option<&[f32]>,
+    backward: bool,
+    acc: &mut [f64],
+) {
+    if backward {
+        let gy = &w.g[w.cur][..n * len];
+        let xhat = &w.cols[si][..n * len];
+        let (sg, sgx) = acc.split_at_mut(c);
+        for (g, x) in gy.chunks_exact(c).zip(xhat.chunks_exact(c)) {
+            for ch in 0..c {
+                sg[ch] += g[ch] as f64;
+                sgx[ch] += (g[ch] * x[ch]) as f64;
+            }
+        }
+        return;
+    }
+    let src: &[f32] = if si == 0 {
+        &w.x[..n * len]
+    } else {
+        &w.acts[si - 1][..n * len]
+    };
+    for v in src.chunks_exact(c) {
+        match centre {
+            None => {
+                for ch in 0..c {
+                    acc[ch] += v[ch] as f64;
+                }
+            }
+            Some(mean) => {
+                for ch in 0..c {
+                    let d = (v[ch] - mean[ch]) as f64;
+                    acc[ch] += d * d;
+                }
+            }
+        }
+    }
+}
+
+/// `x̂ = (x − μ)·inv`, `y = γ·x̂ + β` per channel (`c` innermost).
+#[allow(clippy::too_many_arguments)]
+fn norm_forward(
+    src: &[f32],
+    xhat: &mut [f32],
+    out: &mut [f32],
+    c: usize,
+    mean: &[f32],
+    inv: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+) {
+    for ((v, xh), o) in src
+        .chunks_exact(c)
+        .zip(xhat.chunks_exact_mut(c))
+        .zip(out.chunks_exact_mut(c))
+    {
+        for ch in 0..c {
+            let t = (v[ch] - mean[ch]) * inv[ch];
+            xh[ch] = t;
+            o[ch] = t * gamma[ch] + beta[ch];
+        }
+    }
+}
+
+/// `∂x = γ·inv·(gy − Σgy/N − x̂·Σ(gy·x̂)/N)` in place of `gy` (`N` values per channel over
+/// the whole batch).
+fn norm_backward(g: &mut [f32], xhat: &[f32], c: usize, nb: &NormBatch, gamma: &[f32]) {
+    let inv_n = 1.0 / nb.count as f32;
+    for (g, x) in g.chunks_exact_mut(c).zip(xhat.chunks_exact(c)) {
+        for ch in 0..c {
+            g[ch] = gamma[ch]
+                * nb.inv[ch]
+                * (g[ch] - nb.sum_g[ch] * inv_n - x[ch] * nb.sum_gx[ch] * inv_n);
         }
     }
 }

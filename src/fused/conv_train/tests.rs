@@ -1,19 +1,21 @@
 //! The conv trainer against burn's autodiff: the same losses, distances and weights after
 //! optimizer steps, layer by layer kind, both paddings, dropout masks, each optimizer.
 
-use burn::module::Module;
-use burn::tensor::Device;
+use burn::module::{Module, Param, RunningState};
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Tensor, TensorData};
 
 use super::ConvTrainer;
 use crate::config::ModelConfig;
+use crate::data::pairs::IndexPair;
 use crate::data::{Matrix, PairData, PairsRef};
 use crate::distance::Distance;
-use crate::encoder::conv::{ConvEncoderConfig, ConvLayerConfig as L, Padding};
-use crate::encoder::{Activation, EncoderConfig};
-use crate::fused::{FusedHyper, FusedOptimizer, HostTrainer};
-use crate::loss::LossConfig;
+use crate::encoder::conv::{ConvEncoderConfig, ConvLayerConfig as L, ConvModule, Padding};
+use crate::encoder::{Activation, Encoder, EncoderConfig};
+use crate::fused::{FusedHyper, FusedOptimizer, HostBatch, HostTrainer};
+use crate::loss::{LossConfig, LossKind, TripletLoss};
 use crate::optim::OptimizerConfig;
-use crate::siamese::{SiameseConfig, SiameseNetwork};
+use crate::siamese::{Head, SiameseConfig, SiameseNetwork};
 use crate::train::{self, FitOptions};
 
 fn conv(filters: usize, kernel: usize, stride: usize, padding: Padding, relu: bool) -> L {
@@ -56,14 +58,19 @@ fn values(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-/// Every parameter of the network, in module order.
+/// Every parameter of the network and batch-norm running statistic, in module order.
 fn weights(network: &SiameseNetwork) -> Vec<f32> {
-    network
-        .clone()
-        .into_record_values()
-        .into_iter()
-        .flatten()
-        .collect()
+    let mut network = network.clone();
+    // burn's running statistics hold the last update per thread until synchronised.
+    if let Encoder::Conv(encoder) = &mut network.encoder {
+        for m in &mut encoder.modules {
+            if let ConvModule::Norm(bn) = m {
+                bn.running_mean = RunningState::new(bn.running_mean.value_sync());
+                bn.running_var = RunningState::new(bn.running_var.value_sync());
+            }
+        }
+    }
+    network.into_record_values().into_iter().flatten().collect()
 }
 
 trait RecordValues {
@@ -97,28 +104,85 @@ impl RecordValues for SiameseNetwork {
 /// A run's epoch losses and final weights.
 type Run = (Vec<f32>, Vec<f32>);
 
+/// `net_config`'s network from seed 3 with non-trivial batch-norm parameters and running
+/// statistics (a fresh layer's are the identity).
+fn init(net_config: &SiameseConfig) -> SiameseNetwork {
+    let mut net = net_config.init(&Device::flex().autodiff(), 3).unwrap();
+    let Encoder::Conv(encoder) = &mut net.encoder else {
+        return net;
+    };
+    let device = Device::flex().autodiff();
+    let vector = |n: usize, f: &dyn Fn(usize) -> f32| -> Tensor<1> {
+        Tensor::<1>::from_data(TensorData::new((0..n).map(f).collect(), [n]), &device)
+    };
+    for m in &mut encoder.modules {
+        if let ConvModule::Norm(bn) = m {
+            let n = bn.gamma.val().dims()[0];
+            bn.gamma = Param::from_tensor(vector(n, &|i| 0.8 + 0.1 * (i % 5) as f32));
+            bn.beta = Param::from_tensor(vector(n, &|i| 0.1 - 0.05 * (i % 4) as f32));
+            bn.running_mean = RunningState::new(vector(n, &|i| 0.05 * (i % 3) as f32 - 0.05));
+            bn.running_var = RunningState::new(vector(n, &|i| 0.5 + 0.25 * (i % 3) as f32));
+        }
+    }
+    net
+}
+
+/// Samples and index pairs over them (each sample in similar and dissimilar pairs, so
+/// that triplets form).
+fn indexed(dim: usize, pairs: usize) -> (Matrix, Vec<IndexPair>) {
+    let n = 16;
+    let samples = Matrix::new(n, dim, values(n * dim, 1)).unwrap();
+    let list = (0..pairs)
+        .map(|i| IndexPair {
+            i: i % n,
+            j: (i * 5 + 3) % n,
+            label: (i % 2) as f32,
+        })
+        .collect();
+    (samples, list)
+}
+
+fn hyper(optimizer: &OptimizerConfig, loss: LossConfig) -> FusedHyper {
+    FusedHyper {
+        optimizer: FusedOptimizer::from_config(optimizer).unwrap(),
+        loss: loss.kind,
+        margin: loss.margin,
+    }
+}
+
 /// Trains `epochs` epochs on burn's path and on the conv trainer from the same weights and
 /// dropout streams; returns both histories' losses and final weights.
 fn both(
     net_config: &SiameseConfig,
+    loss: LossConfig,
     optimizer: OptimizerConfig,
     pairs: usize,
     epochs: usize,
 ) -> (Run, Run) {
+    // Index pairs for triplets; otherwise dense pairs (their batches share no sample, so
+    // no near-ties where two float orders of the same sums part ways).
     let dim = net_config.encoder.input_dim();
+    let (samples, list) = indexed(dim, pairs);
     let (a, b) = (
         Matrix::new(pairs, dim, values(pairs * dim, 1)).unwrap(),
         Matrix::new(pairs, dim, values(pairs * dim, 2)).unwrap(),
     );
     let y: Vec<f32> = (0..pairs).map(|i| (i % 2) as f32).collect();
-    let data = PairData::Dense(PairsRef {
-        a: &a,
-        b: &b,
-        labels: &y,
-    });
+    let data = if loss.is_triplet() {
+        PairData::Indexed {
+            samples: &samples,
+            pairs: &list,
+        }
+    } else {
+        PairData::Dense(PairsRef {
+            a: &a,
+            b: &b,
+            labels: &y,
+        })
+    };
     let model = ModelConfig {
         network: net_config.clone(),
-        loss: LossConfig::default(),
+        loss,
         optimizer: optimizer.clone(),
         seed: 3,
     };
@@ -133,10 +197,9 @@ fn both(
         host: false,
     };
     // Two independent networks from the same seed (their dropout streams are their own).
-    let init = || net_config.init(&Device::flex().autodiff(), 3).unwrap();
     let mut burn_opt = optimizer.init().unwrap();
     let burn = train::fit(
-        init(),
+        init(net_config),
         &mut burn_opt,
         optimizer.lr(),
         data,
@@ -144,17 +207,103 @@ fn both(
         hooks(),
     )
     .unwrap();
-    let net = init();
-    let hyper = FusedHyper {
-        optimizer: FusedOptimizer::from_config(&optimizer).unwrap(),
-        margin: 1.0,
-    };
-    let mut trainer = HostTrainer::Conv(ConvTrainer::new(&net, None, hyper).expect("covered"));
+    let net = init(net_config);
+    let trainer = ConvTrainer::new(&net, None, hyper(&optimizer, loss)).expect("covered");
+    let mut trainer = HostTrainer::Conv(trainer);
     let host = train::fit_fused(net, &mut trainer, data, &options, hooks()).unwrap();
     (
         (burn.history.loss(), weights(&burn.network)),
         (host.history.loss(), weights(&host.network)),
     )
+}
+
+/// Every gradient of one batch's loss, by burn's autodiff and by the conv trainer, in
+/// module order (burn's layouts), with both losses.
+fn gradients(net_config: &SiameseConfig, loss: LossConfig) -> [(f32, Vec<Vec<f32>>); 2] {
+    let dim = net_config.encoder.input_dim();
+    let n = 6;
+    let triplet = loss.is_triplet();
+    let rows = if triplet { 3 * n } else { 2 * n };
+    let x = values(rows * dim, 5);
+    let labels: Vec<f32> = (0..n).map(|i| ((i + 1) % 2) as f32).collect();
+    let device = Device::flex().autodiff();
+    let net = init(net_config);
+    let t = Tensor::<2>::from_data(TensorData::new(x.clone(), [rows, dim]), &device);
+    let l = if triplet {
+        let emb = net.embed(t);
+        let d = net.distance();
+        let a = emb.clone().narrow(0, 0, n);
+        let d_ap = d.forward(a.clone(), emb.clone().narrow(0, n, n));
+        let d_an = d.forward(a, emb.narrow(0, 2 * n, n));
+        TripletLoss::new(loss.margin).forward(d_ap, d_an)
+    } else {
+        let s = net.forward_scores(t.clone().narrow(0, 0, n), t.narrow(0, n, n));
+        let y = Tensor::<2>::from_data(TensorData::new(labels.clone(), [n, 1]), &device);
+        loss.forward(s, y)
+    };
+    let burn_loss = l.clone().into_scalar();
+    let grads = GradientsParams::from_grads(l.backward(), &net);
+    struct Collect<'g>(&'g GradientsParams, Vec<Vec<f32>>);
+    impl burn::module::ModuleVisitor for Collect<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.0.get::<D>(param.id) {
+                self.1
+                    .push(g.into_data().convert::<f32>().try_to_vec().unwrap());
+            }
+        }
+    }
+    let mut burn = Collect(&grads, Vec::new());
+    net.visit(&mut burn);
+
+    let net = init(net_config);
+    let opt = OptimizerConfig::rmsprop();
+    let mut trainer = ConvTrainer::new(&net, None, hyper(&opt, loss)).expect("covered");
+    let batch = if triplet {
+        HostBatch::Triplets(n)
+    } else {
+        HostBatch::Pairs(&labels)
+    };
+    let out = trainer
+        .gradients(batch, &|r, row| {
+            row.copy_from_slice(&x[r * dim..(r + 1) * dim])
+        })
+        .unwrap();
+    let mut host = Vec::new();
+    for (l, w) in trainer.weights.iter().enumerate() {
+        let sum = |p: usize| -> Vec<f32> {
+            let mut acc = vec![0.0f32; trainer.grads[0][l][p].len()];
+            for g in &trainer.grads[..trainer.used(batch.rows())] {
+                for (a, v) in acc.iter_mut().zip(&g[l][p]) {
+                    *a += v;
+                }
+            }
+            acc
+        };
+        host.push(w.to_burn(&sum(0)));
+        host.push(w.bias_to_burn(&sum(1)));
+    }
+    [(burn_loss, burn.1), (out.loss, host)]
+}
+
+fn check_gradients(net_config: SiameseConfig, loss: LossConfig, what: &str) {
+    let [(burn_loss, burn), (host_loss, host)] = gradients(&net_config, loss);
+    assert_close(&[host_loss], &[burn_loss], 1e-5, &format!("{what}: loss"));
+    assert_eq!(host.len(), burn.len(), "{what}: parameter tensors");
+    // A bias just before a batch norm has a zero gradient (the norm removes any shift), so
+    // burn's is float noise there: tolerances are relative to the largest gradient of the
+    // tensor, and at least to a hundredth of the largest gradient of all.
+    let largest = burn.iter().flatten().fold(0.0f32, |m, v| m.max(v.abs()));
+    for (i, (h, b)) in host.iter().zip(&burn).enumerate() {
+        let scale = b.iter().fold(largest * 1e-2, |m, v| m.max(v.abs()));
+        for (j, (g, w)) in h.iter().zip(b).enumerate() {
+            assert!(
+                (g - w).abs() <= 1e-4 * scale,
+                "{what}: gradient {i}[{j}]: {g} vs {w} (scale {scale})"
+            );
+        }
+        assert_eq!(h.len(), b.len(), "{what}: gradient {i} length");
+    }
+    assert!(largest > 0.0, "{what}: no gradient");
 }
 
 fn assert_close(got: &[f32], want: &[f32], tol: f32, what: &str) {
@@ -169,11 +318,15 @@ fn assert_close(got: &[f32], want: &[f32], tol: f32, what: &str) {
 }
 
 fn check(net_config: SiameseConfig, optimizer: OptimizerConfig, what: &str) {
-    let ((burn_loss, burn_w), (host_loss, host_w)) = both(&net_config, optimizer, 24, 2);
+    check_loss(net_config, LossConfig::default(), optimizer, what);
+}
+
+fn check_loss(net_config: SiameseConfig, loss: LossConfig, optimizer: OptimizerConfig, what: &str) {
+    let ((burn_loss, burn_w), (host_loss, host_w)) = both(&net_config, loss, optimizer, 24, 2);
     assert_close(&host_loss, &burn_loss, 1e-4, &format!("{what}: losses"));
     assert_close(&host_w, &burn_w, 1e-4, &format!("{what}: weights"));
     // The steps did move the weights.
-    let fresh = weights(&net_config.init(&Device::flex().autodiff(), 3).unwrap());
+    let fresh = weights(&init(&net_config));
     assert!(
         fresh.iter().zip(&host_w).any(|(a, b)| (a - b).abs() > 1e-5),
         "{what}: no training happened"
@@ -239,34 +392,174 @@ fn the_faces_preset_matches_burn_with_sgd() {
 }
 
 #[test]
-fn uncovered_encoders_keep_the_burn_path() {
-    let hyper = FusedHyper {
-        optimizer: FusedOptimizer::from_config(&OptimizerConfig::rmsprop()).unwrap(),
-        margin: 1.0,
-    };
-    let with_bn = config(
+fn uncovered_models_keep_the_burn_path() {
+    let hyper = hyper(&OptimizerConfig::rmsprop(), LossConfig::default());
+    let sigmoid_conv = config(
         8,
         8,
         1,
         vec![
-            conv(2, 3, 1, Padding::Valid, true),
-            L::BatchNorm,
+            L::Conv2d {
+                filters: 2,
+                kernel: 3,
+                stride: 1,
+                padding: Padding::Valid,
+                activation: Activation::Sigmoid,
+            },
             L::Flatten,
         ],
     );
-    let net = with_bn.init(&Device::flex().autodiff(), 1).unwrap();
+    let net = sigmoid_conv.init(&Device::flex().autodiff(), 1).unwrap();
     assert!(ConvTrainer::new(&net, None, hyper).is_none());
-    let manhattan = SiameseConfig {
-        distance: Distance::Manhattan,
-        ..config(
-            8,
-            8,
-            1,
-            vec![conv(2, 3, 1, Padding::Valid, true), L::Flatten],
-        )
-    };
-    let net = manhattan.init(&Device::flex().autodiff(), 1).unwrap();
-    assert!(ConvTrainer::new(&net, None, hyper).is_none());
+    // Binary cross-entropy needs the weighted-L1 head's logits.
+    let flat = config(
+        8,
+        8,
+        1,
+        vec![conv(2, 3, 1, Padding::Valid, true), L::Flatten],
+    );
+    let net = flat.init(&Device::flex().autodiff(), 1).unwrap();
+    let bce = self::hyper(
+        &OptimizerConfig::rmsprop(),
+        LossConfig::binary_cross_entropy(),
+    );
+    assert!(ConvTrainer::new(&net, None, bce).is_none());
+    assert!(ConvTrainer::new(&net, None, hyper).is_some());
+}
+
+/// A small network with every layer kind: both paddings, a stride, batch norm on maps and
+/// on features (after a flatten and after a dense layer), dropout, and an L2 norm.
+fn every_layer(distance: Distance, head: Head) -> SiameseConfig {
+    let layers = vec![
+        conv(4, 3, 1, Padding::Valid, true),
+        L::BatchNorm,
+        L::MaxPool2d {
+            size: 2,
+            stride: None,
+        },
+        conv(5, 3, 1, Padding::Same, true),
+        L::BatchNorm,
+        conv(5, 2, 2, Padding::Valid, false),
+        L::Dropout { rate: 0.2 },
+        L::Flatten,
+        L::BatchNorm,
+        L::Dense {
+            units: 7,
+            activation: Activation::Relu,
+        },
+        L::BatchNorm,
+        L::Dense {
+            units: 5,
+            activation: Activation::Linear,
+        },
+    ];
+    SiameseConfig {
+        distance,
+        head,
+        ..config(11, 12, 2, layers)
+    }
+}
+
+fn with_l2(mut c: SiameseConfig) -> SiameseConfig {
+    if let EncoderConfig::Conv(e) = &mut c.encoder {
+        e.layers.push(L::L2Normalize);
+    }
+    c
+}
+
+fn loss(kind: LossKind, margin: f32) -> LossConfig {
+    LossConfig { kind, margin }
+}
+
+#[test]
+fn every_gradient_matches_burn_for_each_distance_and_loss() {
+    use Distance::*;
+    let cases = [
+        (Euclidean, loss(LossKind::Contrastive, 1.0)),
+        (Manhattan, loss(LossKind::Contrastive, 3.0)),
+        (Cosine, loss(LossKind::Contrastive, 0.5)),
+        (Cosine, loss(LossKind::CosineMse, 1.0)),
+        (Manhattan, loss(LossKind::ExpMse, 1.0)),
+        (Euclidean, loss(LossKind::Triplet, 0.5)),
+        (Cosine, loss(LossKind::Triplet, 0.3)),
+    ];
+    for (distance, l) in cases {
+        let what = format!("{distance:?} {:?}", l.kind);
+        check_gradients(every_layer(distance, Head::Distance), l, &what);
+    }
+    check_gradients(
+        with_l2(every_layer(Euclidean, Head::Distance)),
+        LossConfig::default(),
+        "l2",
+    );
+    check_gradients(
+        every_layer(Euclidean, Head::WeightedL1),
+        LossConfig::binary_cross_entropy(),
+        "weighted-l1",
+    );
+}
+
+#[test]
+fn every_gradient_of_the_presets_matches_burn() {
+    for (preset, width, height) in [
+        ("faces", 46, 56),
+        ("koch-cpu", 52, 52),
+        ("signatures", 64, 32),
+    ] {
+        let encoder = ConvEncoderConfig::preset(preset, width, height).unwrap();
+        let c = SiameseConfig {
+            encoder: EncoderConfig::Conv(encoder),
+            ..SiameseConfig::reference(4)
+        };
+        check_gradients(c, LossConfig::default(), preset);
+    }
+}
+
+#[test]
+fn batch_norm_heads_and_losses_train_as_burn_does() {
+    check_loss(
+        every_layer(Distance::Euclidean, Head::Distance),
+        LossConfig::default(),
+        OptimizerConfig::rmsprop(),
+        "batch norm",
+    );
+    check_loss(
+        every_layer(Distance::Manhattan, Head::WeightedL1),
+        LossConfig::binary_cross_entropy(),
+        // Not Adam: the last dense layer's bias has a zero gradient under the weighted-L1
+        // head (|eₐ − e_b| ignores a shift), burn's is float noise, and Adam turns noise
+        // into steps of ±lr.
+        OptimizerConfig::sgd(0.05, 0.9),
+        "weighted-l1",
+    );
+    check_loss(
+        with_l2(every_layer(Distance::Euclidean, Head::Distance)),
+        LossConfig::triplet(0.5),
+        OptimizerConfig::sgd(0.05, 0.9),
+        "triplet",
+    );
+    check_loss(
+        every_layer(Distance::Cosine, Head::Distance),
+        loss(LossKind::CosineMse, 1.0),
+        OptimizerConfig::rmsprop(),
+        "cosine-mse",
+    );
+}
+
+#[test]
+fn the_koch_cpu_and_signatures_presets_train_as_burn_does() {
+    for (preset, width, height) in [("koch-cpu", 52, 52), ("signatures", 64, 32)] {
+        let encoder = ConvEncoderConfig::preset(preset, width, height).unwrap();
+        let c = SiameseConfig {
+            encoder: EncoderConfig::Conv(encoder),
+            ..SiameseConfig::reference(4)
+        };
+        // SGD with a small rate: RMSprop's and Adam's first steps are nearly sign(g), so a
+        // weight whose gradient is float noise moves by ±lr on one path and not the other,
+        // and a batch norm over a nearly dead ReLU channel (tiny variance) amplifies float
+        // differences at large rates; the small networks above cover every optimizer.
+        check(c, OptimizerConfig::sgd(0.01, 0.5), preset);
+    }
 }
 
 #[test]
@@ -289,7 +582,7 @@ fn a_seeded_run_on_one_thread_is_bit_identical() {
         .num_threads(1)
         .build()
         .unwrap();
-    let run = || pool.install(|| both(&c, OptimizerConfig::adam(), 20, 2).1);
+    let run = || pool.install(|| both(&c, LossConfig::default(), OptimizerConfig::adam(), 20, 2).1);
     let (first, second) = (run(), run());
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&first.0), bits(&second.0), "losses");
