@@ -40,10 +40,20 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEERS = os.path.join(ROOT, "bench", "peers")
-PEER_BENCH = os.path.join(ROOT, "target", "release", "examples", "peer_bench")
-FMA_PEAK = os.path.join(ROOT, "target", "release", "examples", "fma_peak")
-SEED_BIN = os.path.join(ROOT, "target", "release", "examples", "seed")
-SIAMESE_BIN = os.path.join(ROOT, "target", "release", "siamese")
+# Our binaries, under <target dir>/release: --target-dir, else $CARGO_TARGET_DIR, else target/.
+PEER_BENCH = FMA_PEAK = SEED_BIN = SIAMESE_BIN = None
+
+
+def set_target_dir(target_dir):
+    global PEER_BENCH, FMA_PEAK, SEED_BIN, SIAMESE_BIN
+    release = os.path.join(os.path.abspath(target_dir), "release")
+    PEER_BENCH = os.path.join(release, "examples", "peer_bench")
+    FMA_PEAK = os.path.join(release, "examples", "fma_peak")
+    SEED_BIN = os.path.join(release, "examples", "seed")
+    SIAMESE_BIN = os.path.join(release, "siamese")
+
+
+set_target_dir(os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"))
 # "burn" is ours with the fused MLP path off (peer_bench --burn): the before/after of src/fused/.
 IMPLS = ("siamese", "burn", "torch", "keras")
 
@@ -322,25 +332,54 @@ def section_predict(args, env, sizes, raw):
     )
 
 
+# The conv presets benchmarked: --model flag of the benchmark programs -> (preset, image w×h).
+CONV_MODELS = {"conv": ("faces", (46, 56)), "koch-cpu": ("koch-cpu", (52, 52))}
+CONV_TRAIN_BATCHES = (128, 32)
+CONV_PREDICT_CHUNK = 256
+
+
 def section_conv(args, env, sizes, raw):
-    dim = 46 * 56
-    rows = [
-        throughput_row(args, env, raw, "train", dim, 128, sizes["conv_train_pairs"],
-                       sizes["conv_train_epochs"], None, model="conv"),
-        throughput_row(args, env, raw, "predict", dim, 256, sizes["conv_predict_pairs"],
-                       sizes["conv_predict_passes"], None, model="conv"),
-    ]  # fmt: skip
-    rows = [[mode] + row for mode, row in zip(("train", "predict"), rows)]
+    rows, params = [], []
+    for model, (preset, (width, height)) in CONV_MODELS.items():
+        dim = width * height
+        for mode, batch, pairs, passes in [
+            *(("train", b, sizes["conv_train_pairs"], sizes["conv_train_epochs"])
+              for b in CONV_TRAIN_BATCHES),
+            ("predict", CONV_PREDICT_CHUNK, sizes["conv_predict_pairs"],
+             sizes["conv_predict_passes"]),
+        ]:  # fmt: skip
+            row = throughput_row(args, env, raw, mode, dim, batch, pairs, passes, None, model)
+            rows.append([f"`{preset}`", mode] + row)
+        # Trainable parameters of the shared encoder, as each implementation reports them.
+        counts = {}
+        for label, res in raw.items():
+            if not label.endswith(f" {model}"):
+                continue
+            for impl, runs in res.items():
+                for r in ok(runs):
+                    if (r["json"] or {}).get("params") is not None:
+                        counts.setdefault(impl, r["json"]["params"])
+        same = "equal" if len(set(counts.values())) == 1 else "**differ**"
+        listed = ", ".join(f"{impl} {counts[impl]:,}" for impl in IMPLS if impl in counts)
+        params.append(f"- `{preset}` ({width}×{height}): {listed or 'none reported'} ({same})")
     return (
-        "### Conv preset `faces` (46×56 grey images, 2,576 features; conv 16@5 → pool → "
-        "conv 32@3 → pool → conv 64@3 → pool → dropout 0.2 → dense 128; Euclidean, "
-        f"contrastive, RMSprop; train {sizes['conv_train_pairs']} pairs × "
-        f"{sizes['conv_train_epochs']} timed epoch(s) at batch 128, predict "
+        "### Conv presets `faces` and `koch-cpu` (Euclidean distance, contrastive loss, RMSprop; "
+        f"train {sizes['conv_train_pairs']} pairs × {sizes['conv_train_epochs']} timed "
+        f"epoch(s) at batch {' and '.join(map(str, CONV_TRAIN_BATCHES))}, predict "
         f"{sizes['conv_predict_pairs']} pairs × {sizes['conv_predict_passes']} pass(es) in "
-        "chunks of 256, after 1 warm-up; training on the host conv trainer of "
-        "src/fused/conv_train/, predict on the host conv path of src/fused/conv.rs (AVX-512 "
-        "CPUs; elsewhere burn); the burn path is everything through burn)\n\n"
-        + table(["mode"] + THROUGHPUT_COLUMNS, rows)
+        f"chunks of {CONV_PREDICT_CHUNK}, after 1 warm-up)\n\n"
+        "- `faces`: 46×56 grey images (2,576 features; `--model conv`): conv 16@5 → pool → "
+        "conv 32@3 → pool → conv 64@3 → pool → dropout 0.2 → dense 128 (linear)\n"
+        "- `koch-cpu`: 52×52 grey images (2,704 features; `--model koch-cpu`): conv 16@5 → "
+        "pool → conv 32@5 → pool → conv 32@3 → pool → conv 64@3 → flatten 256 → dense 256 "
+        "(sigmoid)\n\n"
+        "Valid padding, stride 1, ReLU convolutions, 2×2 max-pooling. Ours trains on the host "
+        "conv trainer of src/fused/conv_train/ and predicts on the host conv path of "
+        "src/fused/conv.rs (AVX-512 CPUs; elsewhere burn); the burn path is everything through "
+        "burn.\n\n"
+        + table(["model", "mode"] + THROUGHPUT_COLUMNS, rows)
+        + "\n\nTrainable parameters of the shared encoder, as each implementation reports "
+        "them:\n\n" + "\n".join(params)
     )
 
 
@@ -625,6 +664,9 @@ def main():
     p.add_argument("--out", help="also write the markdown report to this file")
     p.add_argument("--json", help="write every raw measurement to this JSON file")
     p.add_argument("--timeout", type=float, default=1800, help="seconds before a child is killed")
+    p.add_argument("--target-dir", default=None,
+                   help="cargo target directory holding release/ (default: $CARGO_TARGET_DIR, "
+                        "else target/)")  # fmt: skip
     args = p.parse_args()
     args.reps = args.reps or (1 if args.quick else 3)
     args.impls = [i for i in args.impls.split(",") if i]
@@ -635,8 +677,12 @@ def main():
     if unknown:
         p.error(f"unknown section(s) {unknown}; choose from {list(SECTIONS)}")
 
-    needed = [PEER_BENCH, SEED_BIN, SIAMESE_BIN]
-    missing = [b for b in needed if not os.path.exists(b)]
+    if args.target_dir:
+        set_target_dir(args.target_dir)
+    needed = {PEER_BENCH: any(s in sections for s in ("train", "predict", "conv", "startup",
+                                                          "contention")),
+              SEED_BIN: "seed" in sections, SIAMESE_BIN: "mnist" in sections}  # fmt: skip
+    missing = [b for b, used in needed.items() if used and not os.path.exists(b)]
     if missing:
         sys.exit(
             "error: missing " + ", ".join(os.path.relpath(m, ROOT) for m in missing)

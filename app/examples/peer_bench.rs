@@ -7,6 +7,7 @@
 //! target/release/examples/peer_bench --mode train   --dim 784 --batch 128  --pairs 8192 --epochs 2
 //! target/release/examples/peer_bench --mode predict --dim 100 --batch 1024 --pairs 8192 --epochs 5
 //! target/release/examples/peer_bench --mode startup --dim 784
+//! target/release/examples/peer_bench --mode train --model koch-cpu --batch 32 --pairs 1024
 //! ```
 //!
 //! - `train`: `pairs` random pairs (uniform `[0, 1)`, random 0/1 labels), one warm-up epoch of
@@ -15,14 +16,19 @@
 //!   `epochs` timed passes.
 //! - `startup`: build the model and stop; the harness times the whole process.
 //!
+//! `--model conv` is the `faces` conv preset on 46×56 grey images, `--model koch-cpu` the
+//! `koch-cpu` preset on 52×52 (`--dim` is ignored for both).
+//!
 //! Prints one JSON line:
-//! `{"impl":"siamese","mode":..,"dim":..,"batch":..,"pairs_per_s":..,"seconds":..,...}`.
+//! `{"impl":"siamese","mode":..,"dim":..,"batch":..,"pairs_per_s":..,"seconds":..,"params":..}`
+//! (`params`: the trainable parameters of the shared encoder).
 //! Threads: `--threads N`, else `RAYON_NUM_THREADS`, else every core. `--burn` runs the
 //! model through burn's autodiff graph instead of the fused MLP path (`src/fused/`).
 
 use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
+use siamese::burn::module::Module;
 use siamese::encoder::conv::ConvEncoderConfig;
 use siamese::prelude::*;
 use siamese::synthetic::random_pairs;
@@ -51,16 +57,41 @@ enum Model {
     Mlp,
     /// The `faces` conv preset on 46×56 grey images (`--dim` is ignored: 2,576 features).
     Conv,
+    /// The `koch-cpu` conv preset on 52×52 grey images (`--dim` is ignored: 2,704 features).
+    KochCpu,
+}
+
+impl Model {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Mlp => "mlp",
+            Self::Conv => "conv",
+            Self::KochCpu => "koch-cpu",
+        }
+    }
+
+    /// The conv preset and its image (width, height), if this is a conv model.
+    fn conv(self) -> Option<(&'static str, (usize, usize))> {
+        match self {
+            Self::Mlp => None,
+            Self::Conv => Some(("faces", CONV_IMAGE)),
+            Self::KochCpu => Some(("koch-cpu", KOCH_CPU_IMAGE)),
+        }
+    }
 }
 
 /// Width and height of the conv benchmark's images (AT&T faces downscaled, as
 /// `configs/att_conv.toml`).
 const CONV_IMAGE: (usize, usize) = (46, 56);
 
+/// Width and height of the `koch-cpu` benchmark's images (Omniglot downscaled, as
+/// `configs/omniglot.toml`).
+const KOCH_CPU_IMAGE: (usize, usize) = (52, 52);
+
 #[derive(Debug, Parser)]
 #[command(about = "One benchmark configuration of the reference Siamese model")]
 struct Args {
-    /// The encoder: the reference MLP, or the `faces` conv preset.
+    /// The encoder: the reference MLP, the `faces` conv preset, or the `koch-cpu` one.
     #[arg(long, value_enum, default_value = "mlp")]
     model: Model,
     /// What to time.
@@ -104,17 +135,16 @@ fn main() -> Result<()> {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
     });
 
-    let dim = match args.model {
-        Model::Mlp => args.dim,
-        Model::Conv => CONV_IMAGE.0 * CONV_IMAGE.1,
+    let dim = match args.model.conv() {
+        None => args.dim,
+        Some((_, (width, height))) => width * height,
     };
     let args = Args { dim, ..args };
     let started = Instant::now();
-    let mut model = match args.model {
-        Model::Mlp => Siamese::reference(args.dim, args.seed)?,
-        Model::Conv => {
-            let (width, height) = CONV_IMAGE;
-            let encoder = ConvEncoderConfig::preset("faces", width, height)?;
+    let mut model = match args.model.conv() {
+        None => Siamese::reference(args.dim, args.seed)?,
+        Some((preset, (width, height))) => {
+            let encoder = ConvEncoderConfig::preset(preset, width, height)?;
             let config = ModelConfig {
                 network: SiameseConfig {
                     encoder: EncoderConfig::Conv(encoder),
@@ -176,11 +206,8 @@ fn main() -> Result<()> {
         0.0
     };
     println!(
-        "{{\"impl\":\"siamese\",\"model\":\"{}\",\"mode\":\"{}\",\"dim\":{},\"batch\":{},\"pairs\":{},\"epochs\":{},\"threads\":{},\"pairs_per_s\":{:.1},\"seconds\":{:.6}}}",
-        match args.model {
-            Model::Mlp => "mlp",
-            Model::Conv => "conv",
-        },
+        "{{\"impl\":\"siamese\",\"model\":\"{}\",\"mode\":\"{}\",\"dim\":{},\"batch\":{},\"pairs\":{},\"epochs\":{},\"threads\":{},\"pairs_per_s\":{:.1},\"seconds\":{:.6},\"params\":{}}}",
+        args.model.name(),
         args.mode.name(),
         args.dim,
         args.batch,
@@ -188,7 +215,8 @@ fn main() -> Result<()> {
         args.epochs,
         threads,
         pairs_per_s,
-        seconds
+        seconds,
+        model.network().num_params()
     );
     Ok(())
 }

@@ -2,17 +2,25 @@
 
 Every peer script takes the same flags as `examples/peer_bench.rs`:
 
-    --mode train|predict|startup [--model mlp|conv] --dim 100 --batch 32 --pairs 8192 --epochs 2
-    [--threads 2]
+    --mode train|predict|startup [--model mlp|conv|koch-cpu] --dim 100 --batch 32 --pairs 8192
+    --epochs 2 [--threads 2] [--summary]
 
 `--model conv` is the `faces` conv preset of `src/encoder/conv/config.rs` on 46×56 grey images
 (2,576 features per sample; `--dim` is ignored): conv 16@5 → max-pool 2 → conv 32@3 →
 max-pool 2 → conv 64@3 → max-pool 2 → flatten → dropout 0.2 → dense 128 (linear), valid
 padding and ReLU after each conv.
 
+`--model koch-cpu` is the `koch-cpu` preset on 52×52 grey images (2,704 features; Omniglot
+downscaled, as configs/omniglot.toml): conv 16@5 → max-pool 2 → conv 32@5 → max-pool 2 →
+conv 32@3 → max-pool 2 → conv 64@3 → flatten (2×2×64 = 256) → dense 256 (sigmoid), valid
+padding and ReLU after each conv.
+
 and prints one JSON line:
 
-    {"impl": ..., "mode": ..., "dim": ..., "batch": ..., "pairs_per_s": ..., "seconds": ...}
+    {"impl": ..., "mode": ..., "dim": ..., "batch": ..., "pairs_per_s": ..., "seconds": ...,
+     "params": ...}
+
+(`params`: the trainable parameters of the shared base network.)
 """
 
 import argparse
@@ -36,7 +44,7 @@ def threads_from_env():
 def parse_args(description):
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--mode", choices=["train", "predict", "startup"], default="train")
-    p.add_argument("--model", choices=["mlp", "conv"], default="mlp")
+    p.add_argument("--model", choices=["mlp", "conv", "koch-cpu"], default="mlp")
     p.add_argument("--dim", type=int, default=100, help="input features per sample")
     p.add_argument("--batch", type=int, default=32, help="training batch / predict chunk")
     p.add_argument("--pairs", type=int, default=8192, help="number of pairs")
@@ -48,11 +56,18 @@ def parse_args(description):
     )
     p.add_argument("--threads", type=int, default=None, help="default: RAYON_NUM_THREADS")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--summary",
+        action="store_true",
+        help="print the base network's layers, output shapes and parameters to stderr",
+    )
     args = p.parse_args()
     if args.threads is None:
         args.threads = threads_from_env()
     if args.model == "conv":
         args.dim = CONV_HEIGHT * CONV_WIDTH
+    elif args.model == "koch-cpu":
+        args.dim = KOCH_CPU_HEIGHT * KOCH_CPU_WIDTH
     return args
 
 
@@ -65,6 +80,19 @@ def conv_features():
     h, w = CONV_HEIGHT, CONV_WIDTH
     for k in (5, 3, 3):
         h, w = (h - k + 1) // 2, (w - k + 1) // 2
+    return 64 * h * w
+
+
+# The koch-cpu benchmark's images: Omniglot downscaled, as configs/omniglot.toml.
+KOCH_CPU_WIDTH, KOCH_CPU_HEIGHT = 52, 52
+
+
+def koch_cpu_features():
+    """Features after the koch-cpu preset's convolutions: 64 × 2 × 2 at 52×52
+    (52 → 48 → 24 → 20 → 10 → 8 → 4 → 2)."""
+    h, w = KOCH_CPU_HEIGHT, KOCH_CPU_WIDTH
+    for k, pool in ((5, 2), (5, 2), (3, 2), (3, 1)):
+        h, w = (h - k + 1) // pool, (w - k + 1) // pool
     return 64 * h * w
 
 

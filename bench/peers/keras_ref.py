@@ -4,13 +4,15 @@ Same flags and JSON line as `examples/peer_bench.rs` (see common.py):
 
     python bench/peers/keras_ref.py --mode train --dim 784 --batch 128 --pairs 8192 --epochs 2
     python bench/peers/keras_ref.py --mode train --model conv --batch 128 --pairs 1024
+    python bench/peers/keras_ref.py --mode train --model koch-cpu --batch 32 --pairs 1024
 
 The functional-API model of the reference program: a base network Dense(128, relu) x3
 (Keras defaults: Glorot-uniform kernels, zero biases) called on input A and on input B, a
 Lambda Euclidean distance sqrt(max(sum (a - b)^2, epsilon)) of shape (batch, 1), the
 contrastive loss (margin 1, label 1 = similar), compiled with RMSprop() (lr 0.001, rho 0.9,
 epsilon 1e-7, no momentum) and Keras's default jit_compile="auto". `--model conv` swaps
-the base network for the faces conv preset (common.py), channels-last. Training is
+the base network for the faces conv preset (common.py), `--model koch-cpu` for the koch-cpu
+preset, channels-last, Keras default initialisers. Training is
 `model.fit(..., shuffle=True, verbose=0)`, predicting is `model.predict(..., batch_size)`.
 """
 
@@ -68,8 +70,33 @@ def conv_network():
     )
 
 
+def koch_cpu_network():
+    """The koch-cpu conv preset (common.py), channels-last, Keras default initialisers."""
+    return keras.Sequential(
+        [
+            keras.Input((common.KOCH_CPU_HEIGHT * common.KOCH_CPU_WIDTH,)),
+            layers.Reshape((common.KOCH_CPU_HEIGHT, common.KOCH_CPU_WIDTH, 1)),
+            layers.Conv2D(16, 5, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(32, 5, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(32, 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(64, 3, activation="relu"),
+            layers.Flatten(),
+            layers.Dense(256, activation="sigmoid"),
+        ],
+        name="base",
+    )
+
+
+NETWORKS = {"conv": conv_network, "koch-cpu": koch_cpu_network}
+
+
 def build(dim):
-    base = conv_network() if args.model == "conv" else base_network(dim)
+    base = NETWORKS[args.model]() if args.model in NETWORKS else base_network(dim)
+    if args.summary:
+        base.summary(print_fn=lambda line, **_: print(line, file=sys.stderr))
     input_a = keras.Input((dim,))
     input_b = keras.Input((dim,))
     distance = layers.Lambda(euclidean_distance, output_shape=(1,))(
@@ -82,9 +109,10 @@ def build(dim):
 
 keras.utils.set_random_seed(args.seed)
 model = build(args.dim)
+params = model.get_layer("base").count_params()
 
 if args.mode == "startup":
-    common.emit("keras", args, time.perf_counter() - common.STARTED, 0)
+    common.emit("keras", args, time.perf_counter() - common.STARTED, 0, params=params)
     sys.exit(0)
 
 a, b, y = common.random_pairs(args.pairs, args.dim, args.seed + 1)
@@ -98,11 +126,11 @@ if args.mode == "train":
     )
     seconds = time.perf_counter() - t
     loss = float(history.history["loss"][-1])
-    common.emit("keras", args, seconds, n * args.epochs, loss=round(loss, 6))
+    common.emit("keras", args, seconds, n * args.epochs, loss=round(loss, 6), params=params)
 else:  # predict
     model.predict([a, b], batch_size=args.batch, verbose=0)  # warm-up
     t = time.perf_counter()
     for _ in range(args.epochs):
         model.predict([a, b], batch_size=args.batch, verbose=0)
     seconds = time.perf_counter() - t
-    common.emit("keras", args, seconds, n * args.epochs)
+    common.emit("keras", args, seconds, n * args.epochs, params=params)

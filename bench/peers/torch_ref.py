@@ -4,11 +4,13 @@ Same flags and JSON line as `examples/peer_bench.rs` (see common.py):
 
     python bench/peers/torch_ref.py --mode train --dim 784 --batch 128 --pairs 8192 --epochs 2
     python bench/peers/torch_ref.py --mode train --model conv --batch 128 --pairs 1024
+    python bench/peers/torch_ref.py --mode train --model koch-cpu --batch 32 --pairs 1024
 
 Model: base network Linear(dim, 128) + ReLU, x3 (Glorot-uniform weights, zero biases) shared
 by both inputs; d = sqrt(max(sum (a - b)^2, 1e-7)), shape (batch, 1); contrastive loss,
 margin 1, label 1 = similar; RMSprop(lr=1e-3, alpha=0.9, eps=1e-7), no momentum.
-`--model conv` swaps the base network for the faces conv preset (common.py), NCHW.
+`--model conv` swaps the base network for the faces conv preset (common.py), `--model
+koch-cpu` for the koch-cpu preset, NCHW, Glorot-uniform weights and zero biases.
 
 Note: torch's RMSprop adds eps outside the square root (g / (sqrt(v) + eps)) where Keras and
 siamese use g / sqrt(v + eps). It changes the numbers slightly, not the cost.
@@ -63,6 +65,36 @@ def conv_network():
     )  # fmt: skip
 
 
+def koch_cpu_network():
+    """The koch-cpu conv preset (common.py), Glorot-uniform weights and zero biases."""
+
+    def init(layer):
+        nn.init.xavier_uniform_(layer.weight)
+        nn.init.zeros_(layer.bias)
+        return layer
+
+    return nn.Sequential(
+        nn.Unflatten(1, (1, common.KOCH_CPU_HEIGHT, common.KOCH_CPU_WIDTH)),
+        init(nn.Conv2d(1, 16, 5)), nn.ReLU(), nn.MaxPool2d(2),
+        init(nn.Conv2d(16, 32, 5)), nn.ReLU(), nn.MaxPool2d(2),
+        init(nn.Conv2d(32, 32, 3)), nn.ReLU(), nn.MaxPool2d(2),
+        init(nn.Conv2d(32, 64, 3)), nn.ReLU(),
+        nn.Flatten(), init(nn.Linear(common.koch_cpu_features(), 256)), nn.Sigmoid(),
+    )  # fmt: skip
+
+
+def print_summary(net, dim):
+    """Each layer's output shape and parameters for one input, on stderr (--summary)."""
+    x = torch.zeros(1, dim)
+    with torch.no_grad():
+        for layer in net:
+            x = layer(x)
+            params = sum(p.numel() for p in layer.parameters())
+            name = repr(layer) if params else type(layer).__name__
+            print(f"{name:<56} {tuple(x.shape)!s:<18} {params:>9,}", file=sys.stderr)
+    print(f"total params: {sum(p.numel() for p in net.parameters()):,}", file=sys.stderr)
+
+
 def euclidean(x, y):
     return torch.sqrt(torch.clamp(((x - y) ** 2).sum(dim=1, keepdim=True), min=1e-7))
 
@@ -72,11 +104,15 @@ def contrastive(d, y, margin=1.0):
 
 
 torch.manual_seed(args.seed)
-net = conv_network() if args.model == "conv" else base_network(args.dim)
+NETWORKS = {"conv": conv_network, "koch-cpu": koch_cpu_network}
+net = NETWORKS[args.model]() if args.model in NETWORKS else base_network(args.dim)
+params = sum(p.numel() for p in net.parameters())
+if args.summary:
+    print_summary(net, args.dim)
 optimizer = torch.optim.RMSprop(net.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
 
 if args.mode == "startup":
-    common.emit("torch", args, time.perf_counter() - common.STARTED, 0)
+    common.emit("torch", args, time.perf_counter() - common.STARTED, 0, params=params)
     sys.exit(0)
 
 a_np, b_np, y_np = common.random_pairs(args.pairs, args.dim, args.seed + 1)
@@ -107,7 +143,7 @@ if args.mode == "train":
     for _ in range(args.epochs):
         loss = epoch()
     seconds = time.perf_counter() - t
-    common.emit("torch", args, seconds, n * args.epochs, loss=round(loss, 6))
+    common.emit("torch", args, seconds, n * args.epochs, loss=round(loss, 6), params=params)
 else:  # predict
     chunks = [(a[s : s + args.batch], b[s : s + args.batch]) for s in range(0, n, args.batch)]
 
@@ -121,4 +157,4 @@ else:  # predict
     for _ in range(args.epochs):
         predict_pass()
     seconds = time.perf_counter() - t
-    common.emit("torch", args, seconds, n * args.epochs)
+    common.emit("torch", args, seconds, n * args.epochs, params=params)
