@@ -38,14 +38,27 @@ pub struct FusedMlp {
 
 /// `dst[m×n] = lhs[m×k] · rhs[k×n]`, overwriting `dst` (row-major, row stride `n`); `lhs` and
 /// `rhs` are read through (row stride, column stride), so transposes cost nothing.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn matmul(
+    dst: &mut [f32],
+    shape: (usize, usize, usize),
+    lhs: &[f32],
+    lhs_strides: (usize, usize),
+    rhs: &[f32],
+    rhs_strides: (usize, usize),
+) {
+    matmul_acc(dst, shape, lhs, lhs_strides, rhs, rhs_strides, false);
+}
+
+/// [`matmul`], adding the product to `dst` when `accumulate`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn matmul_acc(
     dst: &mut [f32],
     (m, n, k): (usize, usize, usize),
     lhs: &[f32],
     (lhs_rs, lhs_cs): (usize, usize),
     rhs: &[f32],
     (rhs_rs, rhs_cs): (usize, usize),
+    accumulate: bool,
 ) {
     if m == 0 || n == 0 {
         return;
@@ -68,14 +81,14 @@ pub(super) fn matmul(
             dst.as_mut_ptr(),
             1,
             n as isize,
-            false,
+            accumulate,
             lhs.as_ptr(),
             lhs_cs as isize,
             lhs_rs as isize,
             rhs.as_ptr(),
             rhs_cs as isize,
             rhs_rs as isize,
-            0.0,
+            if accumulate { 1.0 } else { 0.0 },
             1.0,
             false,
             false,

@@ -6,7 +6,7 @@ use super::{NormBatch, Stage, Weights, Work, to_hwc};
 use crate::encoder::Activation;
 use crate::fused::conv::{im2col, im2col_padded, sized};
 use crate::fused::mlp::bias_act;
-use crate::fused::mlp::matmul;
+use crate::fused::mlp::{matmul, matmul_acc};
 use crate::fused::trainer::{Grads, backward_mask, column_sums, mul_assign};
 use crate::simd::multiversion;
 
@@ -87,29 +87,21 @@ pub(super) fn forward(
                 relu,
                 w: wi_,
             } => {
+                // Blocks of images whose columns stay in cache; the backward pass builds
+                // them again instead of keeping the whole batch's.
                 let (m, kkc) = (ho * wo, k * k * ci);
-                let cols = sized(&mut w.cols[si], n * m * kkc);
-                for (image, dst) in src
-                    .chunks_exact(hi * wi * ci)
-                    .zip(cols.chunks_exact_mut(m * kkc))
-                {
-                    match pad {
-                        None => im2col(image, dst, [*wi, *ci], [*ho, *wo], [*k, *s]),
-                        Some(p) => {
-                            im2col_padded(image, dst, [*hi, *wi, *ci], [*ho, *wo], [*k, *s], *p)
-                        }
-                    }
-                }
+                let (in_len, out_len) = (hi * wi * ci, m * co);
                 let layer = &weights[*wi_];
-                matmul(
-                    out,
-                    (n * m, *co, kkc),
-                    cols,
-                    (kkc, 1),
-                    &layer.kernel,
-                    (*co, 1),
-                );
-                bias_act(out, &layer.bias, *relu);
+                let block = block_images(m * kkc);
+                for i0 in (0..n).step_by(block) {
+                    let nb = block.min(n - i0);
+                    let cols = sized(&mut w.dcols, nb * m * kkc);
+                    let images = &src[i0 * in_len..(i0 + nb) * in_len];
+                    columns(images, cols, [*hi, *wi, *ci], [*ho, *wo], [*k, *s], *pad);
+                    let y = &mut out[i0 * out_len..(i0 + nb) * out_len];
+                    matmul(y, (nb * m, *co, kkc), cols, (kkc, 1), &layer.kernel, (*co, 1));
+                    bias_act(y, &layer.bias, *relu);
+                }
             }
             Stage::Pool {
                 size,
@@ -181,6 +173,32 @@ pub(super) fn forward(
     }
 }
 
+/// Images per block of a convolution whose im2col columns take `cols` values per image:
+/// about 64K values (256 KB), so that the columns stay in cache between im2col and gemm.
+fn block_images(cols: usize) -> usize {
+    (65_536 / cols.max(1)).max(1)
+}
+
+/// im2col of consecutive images (`input`: height, width, channels; `window`: kernel side and
+/// stride; `pad`: top and left for `same` padding).
+fn columns(
+    images: &[f32],
+    cols: &mut [f32],
+    input: [usize; 3],
+    output: [usize; 2],
+    window: [usize; 2],
+    pad: Option<[usize; 2]>,
+) {
+    let [hi, wi, ci] = input;
+    let per = output[0] * output[1] * window[0] * window[0] * ci;
+    for (image, dst) in images.chunks_exact(hi * wi * ci).zip(cols.chunks_exact_mut(per)) {
+        match pad {
+            None => im2col(image, dst, [wi, ci], output, window),
+            Some(p) => im2col_padded(image, dst, input, output, window, p),
+        }
+    }
+}
+
 /// Starts one thread's backward pass: `∂L/∂e` of its `n` rows (`gemb`) into the current
 /// gradient buffer.
 pub(super) fn begin_backward(w: &mut Work, n: usize, widest: usize, gemb: &[f32]) {
@@ -231,31 +249,38 @@ pub(super) fn backward(
                 w: wi_,
             } => {
                 let (m, kkc) = (ho * wo, k * k * ci);
-                let gy = &mut cur[..n * m * co];
+                let (img_len, out_img) = (hi * wi * ci, m * co);
+                let gy = &mut cur[..n * out_img];
                 if *relu {
                     backward_mask(gy, out, &[], true);
                 }
-                let cols = &w.cols[si][..n * m * kkc];
+                let layer = &weights[*wi_];
                 let [gk, gb] = &mut grads[*wi_];
-                matmul(gk, (kkc, *co, n * m), cols, (1, kkc), gy, (*co, 1));
                 column_sums(gb, gy, true);
+                let gx = &mut next[..n * in_len];
                 if si > 0 {
-                    let layer = &weights[*wi_];
-                    let dcols = sized(&mut w.dcols, n * m * kkc);
-                    matmul(
-                        dcols,
-                        (n * m, kkc, *co),
-                        gy,
-                        (*co, 1),
-                        &layer.kernel,
-                        (1, *co),
-                    );
-                    let gx = &mut next[..n * in_len];
                     gx.fill(0.0);
-                    let [top, left] = pad.unwrap_or([0, 0]);
-                    for (dc, gi) in dcols.chunks_exact(m * kkc).zip(gx.chunks_exact_mut(in_len)) {
-                        col2im(dc, gi, [*hi, *wi, *ci], [*ho, *wo], [*k, *s], [top, left]);
+                }
+                let block = block_images(m * kkc);
+                let [top, left] = pad.unwrap_or([0, 0]);
+                for i0 in (0..n).step_by(block) {
+                    let nb = block.min(n - i0);
+                    let cols = sized(&mut w.dcols, nb * m * kkc);
+                    let images = &src[i0 * img_len..(i0 + nb) * img_len];
+                    columns(images, cols, [*hi, *wi, *ci], [*ho, *wo], [*k, *s], *pad);
+                    let g = &gy[i0 * out_img..(i0 + nb) * out_img];
+                    let acc = i0 > 0;
+                    matmul_acc(gk, (kkc, *co, nb * m), cols, (1, kkc), g, (*co, 1), acc);
+                    if si > 0 {
+                        // The columns' gradient, in the same buffer (its columns are done).
+                        matmul(cols, (nb * m, kkc, *co), g, (*co, 1), &layer.kernel, (1, *co));
+                        let gx = &mut gx[i0 * in_len..(i0 + nb) * in_len];
+                        for (dc, gi) in cols.chunks_exact(m * kkc).zip(gx.chunks_exact_mut(in_len)) {
+                            col2im(dc, gi, [*hi, *wi, *ci], [*ho, *wo], [*k, *s], [top, left]);
+                        }
                     }
+                }
+                if si > 0 {
                     std::mem::swap(&mut cur, &mut next);
                     swaps += 1;
                 }
