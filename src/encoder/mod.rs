@@ -248,12 +248,18 @@ impl SeededDropout {
     /// The next `len` mask values from the stream: `1/(1−p)` where kept, 0 where dropped
     /// (row-major over the tensor being masked).
     pub fn mask(&self, len: usize) -> Vec<f32> {
+        let mut out = Vec::with_capacity(len);
+        self.mask_into(&mut out, len);
+        out
+    }
+
+    /// [`Self::mask`] into `out` (cleared first), reusing its allocation.
+    pub fn mask_into(&self, out: &mut Vec<f32>, len: usize) {
         let keep = 1.0 / (1.0 - self.prob) as f32;
         let p = self.prob as f32;
         let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
-        (0..len)
-            .map(|_| if rng.random::<f32>() >= p { keep } else { 0.0 })
-            .collect()
+        out.clear();
+        out.extend((0..len).map(|_| if rng.random::<f32>() >= p { keep } else { 0.0 }));
     }
 }
 

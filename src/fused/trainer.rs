@@ -251,7 +251,7 @@ impl FusedTrainer {
         if let Some(dropout) = &self.dropout {
             for l in 0..layers - 1 {
                 let len = rows * self.mlp.layers[l].fan_out;
-                self.masks[l] = dropout.mask(len);
+                dropout.mask_into(&mut self.masks[l], len);
             }
         }
         let widest = self.mlp.widest();

@@ -166,6 +166,8 @@ pub struct ConvTrainer {
     dropouts: Vec<(usize, SeededDropout)>,
     /// Masks of the current batch per dropout stage, host order, `[rows, len]`.
     masks: Vec<Vec<f32>>,
+    /// A mask in burn's order before its permutation.
+    raw_mask: Vec<f32>,
     works: Vec<Work>,
     /// Each thread's weight gradients.
     grads: Vec<Grads>,
@@ -455,6 +457,7 @@ impl ConvTrainer {
         Some(Self {
             input: [config.height, config.width, config.channels],
             masks: vec![Vec::new(); b.dropouts.len()],
+            raw_mask: Vec::new(),
             stages: b.stages,
             weights: b.weights,
             lens: b.lens,
@@ -652,17 +655,20 @@ impl ConvTrainer {
     fn draw_masks(&mut self, rows: usize) {
         for stage in &self.stages {
             if let Stage::Drop { d, len, chw } = stage {
-                let raw = self.dropouts[*d].1.mask(rows * len);
-                self.masks[*d] = match chw {
-                    None => raw,
+                let dropout = &self.dropouts[*d].1;
+                match chw {
+                    None => dropout.mask_into(&mut self.masks[*d], rows * len),
                     Some(hwc) => {
-                        let mut out = vec![0.0f32; raw.len()];
-                        for (src, dst) in raw.chunks_exact(*len).zip(out.chunks_exact_mut(*len)) {
+                        dropout.mask_into(&mut self.raw_mask, rows * len);
+                        let out = &mut self.masks[*d];
+                        out.resize(rows * len, 0.0);
+                        for (src, dst) in
+                            (self.raw_mask.chunks_exact(*len)).zip(out.chunks_exact_mut(*len))
+                        {
                             to_hwc(src, dst, *hwc);
                         }
-                        out
                     }
-                };
+                }
             }
         }
     }

@@ -99,7 +99,14 @@ pub(super) fn forward(
                     let images = &src[i0 * in_len..(i0 + nb) * in_len];
                     columns(images, cols, [*hi, *wi, *ci], [*ho, *wo], [*k, *s], *pad);
                     let y = &mut out[i0 * out_len..(i0 + nb) * out_len];
-                    matmul(y, (nb * m, *co, kkc), cols, (kkc, 1), &layer.kernel, (*co, 1));
+                    matmul(
+                        y,
+                        (nb * m, *co, kkc),
+                        cols,
+                        (kkc, 1),
+                        &layer.kernel,
+                        (*co, 1),
+                    );
                     bias_act(y, &layer.bias, *relu);
                 }
             }
@@ -173,10 +180,15 @@ pub(super) fn forward(
     }
 }
 
+/// Whether stage `si` takes the output of a ReLU convolution.
+fn relu_conv(stages: &[Stage], si: usize) -> bool {
+    si > 0 && matches!(stages[si - 1], Stage::Conv { relu: true, .. })
+}
+
 /// Images per block of a convolution whose im2col columns take `cols` values per image:
-/// about 64K values (256 KB), so that the columns stay in cache between im2col and gemm.
+/// about 32K values (128 KB), so that the columns stay in cache between im2col and gemm.
 fn block_images(cols: usize) -> usize {
-    (65_536 / cols.max(1)).max(1)
+    (32_768 / cols.max(1)).max(1)
 }
 
 /// im2col of consecutive images (`input`: height, width, channels; `window`: kernel side and
@@ -191,7 +203,10 @@ fn columns(
 ) {
     let [hi, wi, ci] = input;
     let per = output[0] * output[1] * window[0] * window[0] * ci;
-    for (image, dst) in images.chunks_exact(hi * wi * ci).zip(cols.chunks_exact_mut(per)) {
+    for (image, dst) in images
+        .chunks_exact(hi * wi * ci)
+        .zip(cols.chunks_exact_mut(per))
+    {
         match pad {
             None => im2col(image, dst, [wi, ci], output, window),
             Some(p) => im2col_padded(image, dst, input, output, window, p),
@@ -251,7 +266,8 @@ pub(super) fn backward(
                 let (m, kkc) = (ho * wo, k * k * ci);
                 let (img_len, out_img) = (hi * wi * ci, m * co);
                 let gy = &mut cur[..n * out_img];
-                if *relu {
+                let pooled = matches!(stages.get(si + 1), Some(Stage::Pool { .. }));
+                if *relu && !pooled {
                     backward_mask(gy, out, &[], true);
                 }
                 let layer = &weights[*wi_];
@@ -273,9 +289,17 @@ pub(super) fn backward(
                     matmul_acc(gk, (kkc, *co, nb * m), cols, (1, kkc), g, (*co, 1), acc);
                     if si > 0 {
                         // The columns' gradient, in the same buffer (its columns are done).
-                        matmul(cols, (nb * m, kkc, *co), g, (*co, 1), &layer.kernel, (1, *co));
+                        matmul(
+                            cols,
+                            (nb * m, kkc, *co),
+                            g,
+                            (*co, 1),
+                            &layer.kernel,
+                            (1, *co),
+                        );
                         let gx = &mut gx[i0 * in_len..(i0 + nb) * in_len];
-                        for (dc, gi) in cols.chunks_exact(m * kkc).zip(gx.chunks_exact_mut(in_len)) {
+                        for (dc, gi) in cols.chunks_exact(m * kkc).zip(gx.chunks_exact_mut(in_len))
+                        {
                             col2im(dc, gi, [*hi, *wi, *ci], [*ho, *wo], [*k, *s], [top, left]);
                         }
                     }
@@ -285,16 +309,34 @@ pub(super) fn backward(
                     swaps += 1;
                 }
             }
-            Stage::Pool { .. } => {
+            Stage::Pool {
+                size,
+                s,
+                input: [hi, wi, ci],
+                output: [ho, wo, _],
+            } => {
                 let arg = &w.argmax[si][..n * out_len];
                 let gx = &mut next[..n * in_len];
-                gx.fill(0.0);
+                // After a ReLU convolution, the ReLU's backward too: only a positive maximum
+                // passes its gradient (the convolution then skips its mask).
+                let relu = relu_conv(stages, si);
+                // Windows that tile the input write every input gradient; otherwise the
+                // inputs no window covers stay zero.
+                let tiles = size == s && ho * s == *hi && wo * s == *wi;
+                if !tiles {
+                    gx.fill(0.0);
+                }
                 for img in 0..n {
-                    let gi = &mut gx[img * in_len..(img + 1) * in_len];
-                    let go = &cur[img * out_len..(img + 1) * out_len];
-                    for (&a, &g) in arg[img * out_len..(img + 1) * out_len].iter().zip(go) {
-                        gi[a as usize] += g;
-                    }
+                    pool_backward(
+                        &mut gx[img * in_len..(img + 1) * in_len],
+                        &src[img * in_len..(img + 1) * in_len],
+                        &cur[img * out_len..(img + 1) * out_len],
+                        &arg[img * out_len..(img + 1) * out_len],
+                        [*wi, *ci],
+                        [*ho, *wo],
+                        [*size, *s],
+                        relu,
+                    );
                 }
                 std::mem::swap(&mut cur, &mut next);
                 swaps += 1;
@@ -492,6 +534,49 @@ multiversion! {
                             let greater = v > *d;
                             *d = if greater { v } else { *d };
                             *a = if greater { (at + ch) as u32 } else { *a };
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// The gradient of one channels-last image's max-pooling: each window's maximum (its
+    /// argmax `arg`) takes the output's gradient `g`, where `x` is positive when `relu`
+    /// (the ReLU before the pooling), and every other input in a window gets 0 — so a
+    /// window that overlaps another must have `gx` zeroed first and the later windows would
+    /// overwrite it: only tiling windows (`size == stride`) write, others add.
+    #[allow(clippy::too_many_arguments)]
+    fn pool_backward(
+        gx: &mut [f32],
+        x: &[f32],
+        g: &[f32],
+        arg: &[u32],
+        input: [usize; 2],
+        output: [usize; 2],
+        window: [usize; 2],
+        relu: bool,
+    ) {
+        let ([wi, ci], [ho, wo], [size, s]) = (input, output, window);
+        let tiles = size == s;
+        for y in 0..ho {
+            for x0 in 0..wo {
+                let o = (y * wo + x0) * ci;
+                let (go, ao) = (&g[o..o + ci], &arg[o..o + ci]);
+                for i in 0..size {
+                    for j in 0..size {
+                        let at = ((s * y + i) * wi + s * x0 + j) * ci;
+                        let (gi, xi) = (&mut gx[at..at + ci], &x[at..at + ci]);
+                        for ch in 0..ci {
+                            let hit = ao[ch] as usize == at + ch && (!relu || xi[ch] > 0.0);
+                            let v = if hit { go[ch] } else { 0.0 };
+                            if tiles {
+                                gi[ch] = v;
+                            } else {
+                                gi[ch] += v;
+                            }
                         }
                     }
                 }
