@@ -92,6 +92,13 @@ pub(super) fn forward(
                 let (m, kkc) = (ho * wo, k * k * ci);
                 let (in_len, out_len) = (hi * wi * ci, m * co);
                 let layer = &weights[*wi_];
+                if direct(*ci, *s, *pad, *co) {
+                    for (image, y) in src.chunks_exact(in_len).zip(out.chunks_exact_mut(out_len)) {
+                        direct_forward(image, y, &layer.kernel, *wi, [*ho, *wo], *k);
+                        bias_act(y, &layer.bias, *relu);
+                    }
+                    continue;
+                }
                 let block = block_images(m * kkc);
                 for i0 in (0..n).step_by(block) {
                     let nb = block.min(n - i0);
@@ -183,6 +190,60 @@ pub(super) fn forward(
 /// Whether stage `si` takes the output of a ReLU convolution.
 fn relu_conv(stages: &[Stage], si: usize) -> bool {
     si > 0 && matches!(stages[si - 1], Stage::Conv { relu: true, .. })
+}
+
+/// Output channels of the convolutions [`direct_forward`] computes.
+const DIRECT_CO: usize = 16;
+
+/// Whether a convolution's forward pass runs directly, without im2col: one input channel (a
+/// first layer on grey images, whose im2col copies spans of `k` values for a product with a
+/// reduction of only `k²`), 16 filters (every preset's first layer), valid padding, stride 1.
+fn direct(ci: usize, s: usize, pad: Option<[usize; 2]>, co: usize) -> bool {
+    ci == 1 && s == 1 && pad.is_none() && co == DIRECT_CO
+}
+
+multiversion! {
+    /// `y[(r, x), o] = Σ_{i,j} image[(r + i)·wi + x + j] · kernel[(i·k + j), o]` for one
+    /// single-channel image and 16 filters (valid padding, stride 1), four positions at a
+    /// time: their 4 × 16 sums stay in registers over the `k²` taps.
+    fn direct_forward(
+        image: &[f32],
+        y: &mut [f32],
+        kernel: &[f32],
+        wi: usize,
+        output: [usize; 2],
+        k: usize,
+    ) {
+        const C: usize = DIRECT_CO;
+        const P: usize = 4;
+        let [ho, wo] = output;
+        let taps: Vec<&[f32; C]> = (0..k * k)
+            .map(|t| kernel[t * C..(t + 1) * C].try_into().expect("16 filters"))
+            .collect();
+        for r in 0..ho {
+            let mut x = 0;
+            while x < wo {
+                let p = P.min(wo - x);
+                let mut acc = [[0.0f32; C]; P];
+                for i in 0..k {
+                    let row = &image[(r + i) * wi + x..];
+                    for j in 0..k {
+                        let w = taps[i * k + j];
+                        for (q, acc) in acc.iter_mut().enumerate().take(p) {
+                            let v = row[q + j];
+                            for o in 0..C {
+                                acc[o] += v * w[o];
+                            }
+                        }
+                    }
+                }
+                for (q, acc) in acc.iter().enumerate().take(p) {
+                    y[(r * wo + x + q) * C..][..C].copy_from_slice(acc);
+                }
+                x += p;
+            }
+        }
+    }
 }
 
 /// Images per block of a convolution whose im2col columns take `cols` values per image:

@@ -582,9 +582,19 @@ fn a_seeded_run_on_one_thread_is_bit_identical() {
         .num_threads(1)
         .build()
         .unwrap();
-    let run = || pool.install(|| both(&c, LossConfig::default(), OptimizerConfig::adam(), 20, 2).1);
-    let (first, second) = (run(), run());
-    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-    assert_eq!(bits(&first.0), bits(&second.0), "losses");
-    assert_eq!(bits(&first.1), bits(&second.1), "weights");
+    // Also batch norm (its running statistics among the weights) with triplets.
+    let cases = [
+        (c, LossConfig::default()),
+        (
+            every_layer(Distance::Euclidean, Head::Distance),
+            LossConfig::triplet(0.5),
+        ),
+    ];
+    for (c, loss) in cases {
+        let run = || pool.install(|| both(&c, loss, OptimizerConfig::adam(), 20, 2).1);
+        let (first, second) = (run(), run());
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&first.0), bits(&second.0), "{:?}: losses", loss.kind);
+        assert_eq!(bits(&first.1), bits(&second.1), "{:?}: weights", loss.kind);
+    }
 }
