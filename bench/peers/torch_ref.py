@@ -38,24 +38,22 @@ except RuntimeError:
     pass  # only settable before any parallel work; harmless if already fixed
 
 
+def init(layer):
+    """Glorot-uniform weights and zero biases (Keras's defaults), in place; returns the layer."""
+    nn.init.xavier_uniform_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
 def base_network(dim):
     layers = []
     for fan_in in (dim, 128, 128):
-        linear = nn.Linear(fan_in, 128)
-        nn.init.xavier_uniform_(linear.weight)
-        nn.init.zeros_(linear.bias)
-        layers += [linear, nn.ReLU()]
+        layers += [init(nn.Linear(fan_in, 128)), nn.ReLU()]
     return nn.Sequential(*layers)
 
 
 def conv_network():
     """The faces conv preset (common.py), Glorot-uniform weights and zero biases."""
-
-    def init(layer):
-        nn.init.xavier_uniform_(layer.weight)
-        nn.init.zeros_(layer.bias)
-        return layer
-
     return nn.Sequential(
         nn.Unflatten(1, (1, common.CONV_HEIGHT, common.CONV_WIDTH)),
         init(nn.Conv2d(1, 16, 5)), nn.ReLU(), nn.MaxPool2d(2),
@@ -67,12 +65,6 @@ def conv_network():
 
 def koch_cpu_network():
     """The koch-cpu conv preset (common.py), Glorot-uniform weights and zero biases."""
-
-    def init(layer):
-        nn.init.xavier_uniform_(layer.weight)
-        nn.init.zeros_(layer.bias)
-        return layer
-
     return nn.Sequential(
         nn.Unflatten(1, (1, common.KOCH_CPU_HEIGHT, common.KOCH_CPU_WIDTH)),
         init(nn.Conv2d(1, 16, 5)), nn.ReLU(), nn.MaxPool2d(2),

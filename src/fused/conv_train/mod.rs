@@ -26,7 +26,7 @@
 //! Covered: valid and same padding, any stride, ReLU or linear convolutions, max-pooling,
 //! batch norm on maps or features, dropout on maps or rows, flatten, dense layers (ReLU,
 //! linear, sigmoid, tanh) and l2-normalisation — the `faces`, `koch-cpu` and `signatures`
-//! encoders — with every head and loss of [`super::loss`] (Euclidean, Manhattan and cosine
+//! encoders — with every head and loss of `fused::loss` (Euclidean, Manhattan and cosine
 //! distances; contrastive, triplet, cosine-mse and exp-mse losses; the weighted-L1 head with
 //! binary cross-entropy). Tests compare losses, every gradient and the weights after
 //! optimizer steps with burn's autodiff.
@@ -405,7 +405,7 @@ pub(super) fn to_hwc(src: &[f32], dst: &mut [f32], chw: [usize; 3]) {
 
 impl ConvTrainer {
     /// A trainer for `network`, when it is a convolutional encoder with a head and loss this
-    /// module covers (see [`super::loss`]) on the flex device; the optimizer resumes from
+    /// module covers (see `fused::loss`) on the flex device; the optimizer resumes from
     /// `state` when its shapes match.
     pub fn new(
         network: &SiameseNetwork,
