@@ -567,7 +567,8 @@ impl ConvTrainer {
                 .get(k)
                 .copied()
                 .unwrap_or(self.stages.len());
-            if start > 0 {
+            if k > 0 {
+                // `start` is the batch norm that ended the previous segment.
                 self.batch_statistics(start, used, chunk, rows);
             }
             let (stages, weights, lens, masks) =

@@ -497,6 +497,18 @@ fn every_gradient_matches_burn_for_each_distance_and_loss() {
         LossConfig::binary_cross_entropy(),
         "weighted-l1",
     );
+    // Batch norm on the input itself, then right after a batch norm.
+    let first = vec![
+        L::BatchNorm,
+        conv(3, 3, 1, Padding::Valid, false),
+        L::BatchNorm,
+        L::Flatten,
+        L::Dense {
+            units: 4,
+            activation: Activation::Linear,
+        },
+    ];
+    check_gradients(config(7, 6, 2, first), LossConfig::default(), "norm first");
 }
 
 #[test]
