@@ -303,17 +303,7 @@ impl FusedConv {
                     let images = a[..len].chunks_exact(hi * wi * ci);
                     len = rows * ho * wo * co;
                     for (image, dst) in images.zip(sized(b, len).chunks_exact_mut(ho * wo * co)) {
-                        match *pad {
-                            None => im2col(image, cols, [wi, ci], [ho, wo], [*kernel, *stride]),
-                            Some(pad) => im2col_padded(
-                                image,
-                                cols,
-                                *input,
-                                [ho, wo],
-                                [*kernel, *stride],
-                                pad,
-                            ),
-                        }
+                        im2col_image(image, cols, *input, [ho, wo], [*kernel, *stride], *pad);
                         layer.forward(cols, ho * wo, dst, *relu);
                     }
                     std::mem::swap(a, b);
@@ -528,6 +518,23 @@ pub(super) fn host_conv_kernel(
         }
     }
     Some(rows)
+}
+
+/// im2col of one channels-last image: [`im2col`] without padding (`pad` None), else
+/// [`im2col_padded`] with `pad` (top, left) (`input`: height, width, channels; `window`:
+/// kernel side and stride).
+pub(super) fn im2col_image(
+    image: &[f32],
+    cols: &mut [f32],
+    input: [usize; 3],
+    output: [usize; 2],
+    window: [usize; 2],
+    pad: Option<[usize; 2]>,
+) {
+    match pad {
+        None => im2col(image, cols, [input[1], input[2]], output, window),
+        Some(p) => im2col_padded(image, cols, input, output, window, p),
+    }
 }
 
 /// [`im2col`] with zero padding (same-padding convolutions): input pixel `(s·y + i − top,

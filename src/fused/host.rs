@@ -142,14 +142,17 @@ impl HostHead {
                 s.clamp_min_nan(EPSILON).sqrt()
             }
             Self::Distance(d) => d.between(ea, eb),
-            Self::WeightedL1 { weight, bias } => {
-                ea.iter()
-                    .zip(eb)
-                    .zip(weight)
-                    .map(|((x, y), w)| w * (x - y).abs())
-                    .sum::<f32>()
-                    + bias
-            }
+            Self::WeightedL1 { weight, bias } => weighted_l1_logit(ea, eb, weight, *bias),
         }
     }
+}
+
+/// The weighted-L1 head's logit of "same" for one pair: `z = Σ wᵢ·|aᵢ − bᵢ| + bias`.
+pub(super) fn weighted_l1_logit(ea: &[f32], eb: &[f32], weight: &[f32], bias: f32) -> f32 {
+    ea.iter()
+        .zip(eb)
+        .zip(weight)
+        .map(|((x, y), w)| w * (x - y).abs())
+        .sum::<f32>()
+        + bias
 }

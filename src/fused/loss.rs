@@ -26,6 +26,7 @@
 //!
 //! `∂d/∂b` is the same with `a` and `b` swapped.
 
+use super::host::weighted_l1_logit;
 use crate::distance::{ClampMinNan, Distance, EPSILON};
 use crate::loss::LossKind;
 use crate::siamese::SiameseNetwork;
@@ -127,12 +128,7 @@ impl HostLoss {
                     gb.fill(0.0);
                     for (i, &y) in labels.iter().enumerate() {
                         let (ea, eb) = (row(i), row(n + i));
-                        let z = b[0]
-                            + ea.iter()
-                                .zip(eb)
-                                .zip(w)
-                                .map(|((a, b), w)| w * (a - b).abs())
-                                .sum::<f32>();
+                        let z = weighted_l1_logit(ea, eb, w, b[0]);
                         let softplus = (-z.abs()).exp().ln_1p();
                         loss += (z.clamp_min_nan(0.0) - z * y + softplus) as f64;
                         distances.push(sigmoid(-z));

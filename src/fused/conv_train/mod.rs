@@ -135,17 +135,20 @@ pub(super) enum Stage {
     L2,
 }
 
-/// One thread's buffers: its rows' input, every stage's output, im2col columns, pooling
-/// argmaxes, gradient ping-pong buffers and its weight gradients.
+/// One thread's buffers: its rows' input, every stage's output, batch-norm `x̂`, pooling
+/// argmaxes, gradient ping-pong buffers and scratch.
 #[derive(Debug, Default)]
 pub(super) struct Work {
     pub(super) x: Vec<f32>,
     pub(super) acts: Vec<Vec<f32>>,
-    pub(super) cols: Vec<Vec<f32>>,
+    /// The normalised input `x̂` of each batch-norm stage (empty for other stages).
+    pub(super) xhat: Vec<Vec<f32>>,
     pub(super) argmax: Vec<Vec<u32>>,
     pub(super) g: [Vec<f32>; 2],
     /// Which of `g` holds the current gradient.
     pub(super) cur: usize,
+    /// Scratch: a block of images' im2col columns, then their gradient (and a row while
+    /// the input is loaded).
     pub(super) dcols: Vec<f32>,
     /// Per-channel partial sums of a batch-norm stage.
     pub(super) acc: Vec<f64>,

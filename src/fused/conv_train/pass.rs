@@ -4,7 +4,7 @@ use std::ops::Range;
 
 use super::{NormBatch, Stage, Weights, Work, to_hwc};
 use crate::encoder::Activation;
-use crate::fused::conv::{im2col, im2col_padded, sized};
+use crate::fused::conv::{im2col_image, sized};
 use crate::fused::mlp::bias_act;
 use crate::fused::mlp::{matmul, matmul_acc};
 use crate::fused::trainer::{Grads, backward_mask, column_sums, mul_assign};
@@ -66,7 +66,7 @@ pub(super) fn forward(
     norms: &[NormBatch],
 ) {
     w.acts.resize_with(stages.len(), Vec::new);
-    w.cols.resize_with(stages.len(), Vec::new);
+    w.xhat.resize_with(stages.len(), Vec::new);
     w.argmax.resize_with(stages.len(), Vec::new);
     for si in range {
         let stage = &stages[si];
@@ -162,7 +162,7 @@ pub(super) fn forward(
             }
             Stage::Norm { c, w: wi_, stat } => {
                 let (nb, layer) = (&norms[*stat], &weights[*wi_]);
-                let xhat = sized(&mut w.cols[si], n * lens[si]);
+                let xhat = sized(&mut w.xhat[si], n * lens[si]);
                 norm_forward(
                     src,
                     xhat,
@@ -187,9 +187,11 @@ pub(super) fn forward(
     }
 }
 
-/// Whether stage `si` takes the output of a ReLU convolution.
-fn relu_conv(stages: &[Stage], si: usize) -> bool {
-    si > 0 && matches!(stages[si - 1], Stage::Conv { relu: true, .. })
+/// Whether the ReLU backward of stage `si` (a ReLU convolution) is applied by the
+/// max-pooling right after it, whose gradient reaches only positive maxima.
+fn relu_in_pool(stages: &[Stage], si: usize) -> bool {
+    matches!(stages[si], Stage::Conv { relu: true, .. })
+        && matches!(stages.get(si + 1), Some(Stage::Pool { .. }))
 }
 
 /// Output channels of the convolutions [`direct_forward`] computes.
@@ -268,10 +270,7 @@ fn columns(
         .chunks_exact(hi * wi * ci)
         .zip(cols.chunks_exact_mut(per))
     {
-        match pad {
-            None => im2col(image, dst, [wi, ci], output, window),
-            Some(p) => im2col_padded(image, dst, input, output, window, p),
-        }
+        im2col_image(image, dst, input, output, window, pad);
     }
 }
 
@@ -327,8 +326,7 @@ pub(super) fn backward(
                 let (m, kkc) = (ho * wo, k * k * ci);
                 let (img_len, out_img) = (hi * wi * ci, m * co);
                 let gy = &mut cur[..n * out_img];
-                let pooled = matches!(stages.get(si + 1), Some(Stage::Pool { .. }));
-                if *relu && !pooled {
+                if *relu && !relu_in_pool(stages, si) {
                     backward_mask(gy, out, &[], true);
                 }
                 let layer = &weights[*wi_];
@@ -380,7 +378,7 @@ pub(super) fn backward(
                 let gx = &mut next[..n * in_len];
                 // After a ReLU convolution, the ReLU's backward too: only a positive maximum
                 // passes its gradient (the convolution then skips its mask).
-                let relu = relu_conv(stages, si);
+                let relu = si > 0 && relu_in_pool(stages, si - 1);
                 // Windows that tile the input write every input gradient; otherwise the
                 // inputs no window covers stay zero.
                 let tiles = size == s && ho * s == *hi && wo * s == *wi;
@@ -442,7 +440,7 @@ pub(super) fn backward(
             Stage::Norm { c, w: wi_, stat } => {
                 if si > 0 {
                     let (nb, layer) = (&norms[*stat], &weights[*wi_]);
-                    let xhat = &w.cols[si][..n * out_len];
+                    let xhat = &w.xhat[si][..n * out_len];
                     norm_backward(&mut cur[..n * out_len], xhat, *c, nb, &layer.kernel);
                 }
             }
@@ -484,7 +482,7 @@ pub(super) fn norm_sums(
 ) {
     if backward {
         let gy = &w.g[w.cur][..n * len];
-        let xhat = &w.cols[si][..n * len];
+        let xhat = &w.xhat[si][..n * len];
         let (sg, sgx) = acc.split_at_mut(c);
         for (g, x) in gy.chunks_exact(c).zip(xhat.chunks_exact(c)) {
             for ch in 0..c {
