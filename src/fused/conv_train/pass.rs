@@ -552,6 +552,15 @@ fn norm_backward(g: &mut [f32], xhat: &[f32], c: usize, nb: &NormBatch, gamma: &
     }
 }
 
+/// Channels handled together by the pooling passes (one AVX2 register of `f32`).
+const LANES: usize = 8;
+
+/// The first [`LANES`] values of `v` as an array (the pooling passes' unit of work).
+#[inline(always)]
+fn lanes<T: Copy>(v: &[T]) -> [T; LANES] {
+    v[..LANES].try_into().expect("LANES values")
+}
+
 multiversion! {
     /// `out = a ⊙ m`.
     fn mul_into(out: &mut [f32], a: &[f32], m: &[f32]) {
@@ -574,6 +583,36 @@ multiversion! {
         window: [usize; 2],
     ) {
         let ([wi, ci], [ho, wo], [size, s]) = (input, output, window);
+        if ci % LANES == 0 {
+            // Eight channels at a time in fixed-size arrays, the selects written as bit masks
+            // so that they compile to vector blends, not branches: the maximum and its index
+            // stay in registers while the window passes.
+            for y in 0..ho {
+                for x in 0..wo {
+                    let o = (y * wo + x) * ci;
+                    for c0 in (0..ci).step_by(LANES) {
+                        let first = (s * y * wi + s * x) * ci + c0;
+                        let mut m = lanes(&image[first..]).map(f32::to_bits);
+                        let mut a: [u32; LANES] = std::array::from_fn(|l| (first + l) as u32);
+                        for i in 0..size {
+                            for j in 0..size {
+                                let at = ((s * y + i) * wi + s * x + j) * ci + c0;
+                                let v = lanes(&image[at..]);
+                                for l in 0..LANES {
+                                    let keep = f32::from_bits(m[l]);
+                                    let mask = 0u32.wrapping_sub(u32::from(v[l] > keep));
+                                    m[l] = (m[l] & !mask) | (v[l].to_bits() & mask);
+                                    a[l] = (a[l] & !mask) | ((at + l) as u32 & mask);
+                                }
+                            }
+                        }
+                        dst[o + c0..o + c0 + LANES].copy_from_slice(&m.map(f32::from_bits));
+                        arg[o + c0..o + c0 + LANES].copy_from_slice(&a);
+                    }
+                }
+            }
+            return;
+        }
         for y in 0..ho {
             for x in 0..wo {
                 let o = (y * wo + x) * ci;
@@ -620,6 +659,29 @@ multiversion! {
     ) {
         let ([wi, ci], [ho, wo], [size, s]) = (input, output, window);
         let tiles = size == s;
+        if ci % LANES == 0 {
+            for y in 0..ho {
+                for x0 in 0..wo {
+                    let o = (y * wo + x0) * ci;
+                    for c0 in (0..ci).step_by(LANES) {
+                        let (go, ao) = (lanes(&g[o + c0..]), lanes(&arg[o + c0..]));
+                        for i in 0..size {
+                            for j in 0..size {
+                                let at = ((s * y + i) * wi + s * x0 + j) * ci + c0;
+                                let xi = lanes(&x[at..]);
+                                let gi = &mut gx[at..at + LANES];
+                                for l in 0..LANES {
+                                    let hit = ao[l] == (at + l) as u32 && (!relu || xi[l] > 0.0);
+                                    let v = if hit { go[l] } else { 0.0 };
+                                    gi[l] = if tiles { v } else { gi[l] + v };
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            return;
+        }
         for y in 0..ho {
             for x0 in 0..wo {
                 let o = (y * wo + x0) * ci;
@@ -657,27 +719,30 @@ multiversion! {
         pad: [usize; 2],
     ) {
     let ([hi, wi, ci], [ho, wo], [k, s], [top, left]) = (input, output, window, pad);
-    let kkc = k * k * ci;
+    let (span, kkc) = (k * ci, k * k * ci);
     for y in 0..ho {
         for x in 0..wo {
             let row = &dcols[(y * wo + x) * kkc..][..kkc];
+            // Kernel columns j in `lo..hi_j` fall inside the image: one contiguous run of
+            // `(hi_j − lo)·ci` values per kernel row (channels-last).
+            let x0 = (s * x) as isize - left as isize;
+            let lo = (-x0).clamp(0, k as isize) as usize;
+            let hi_j = (wi as isize - x0).clamp(lo as isize, k as isize) as usize;
+            if hi_j == lo {
+                continue;
+            }
             for i in 0..k {
                 let yy = (s * y + i) as isize - top as isize;
                 if yy < 0 || yy >= hi as isize {
                     continue;
                 }
-                for j in 0..k {
-                    let xx = (s * x + j) as isize - left as isize;
-                    if xx < 0 || xx >= wi as isize {
-                        continue;
-                    }
-                    let at = (yy as usize * wi + xx as usize) * ci;
-                    for (gv, d) in g[at..at + ci]
-                        .iter_mut()
-                        .zip(&row[(i * k + j) * ci..][..ci])
-                    {
-                        *gv += d;
-                    }
+                let at = ((yy as usize * wi) as isize + x0 + lo as isize) as usize * ci;
+                let run = (hi_j - lo) * ci;
+                for (gv, d) in g[at..at + run]
+                    .iter_mut()
+                    .zip(&row[i * span + lo * ci..][..run])
+                {
+                    *gv += d;
                 }
             }
         }

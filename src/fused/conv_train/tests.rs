@@ -355,6 +355,35 @@ fn valid_convs_pooling_and_dense_match_burn() {
     );
 }
 
+/// Eight channels take the pooling passes' vector path: overlapping windows (their input
+/// gradients add up), a max-pooling after a convolution without ReLU and one after a ReLU
+/// convolution (its ReLU folded into the pooling's backward).
+#[test]
+fn eight_channel_pooling_with_overlapping_windows_matches_burn() {
+    let layers = vec![
+        conv(8, 3, 1, Padding::Same, false),
+        L::MaxPool2d {
+            size: 3,
+            stride: Some(2),
+        },
+        conv(16, 3, 1, Padding::Same, true),
+        L::MaxPool2d {
+            size: 2,
+            stride: None,
+        },
+        L::Flatten,
+        L::Dense {
+            units: 4,
+            activation: Activation::Linear,
+        },
+    ];
+    check(
+        config(13, 11, 1, layers),
+        OptimizerConfig::rmsprop(),
+        "eight channels",
+    );
+}
+
 #[test]
 fn strides_same_padding_channels_dropout_and_l2_match_burn() {
     let layers = vec![
