@@ -56,6 +56,7 @@ fn train_step(c: &mut Criterion) {
             optimizer: siamese::fused::FusedOptimizer::from_config(&config.optimizer).unwrap(),
             loss: siamese::loss::LossKind::Contrastive,
             margin: 1.0,
+            miner: None,
         },
     )
     .unwrap();

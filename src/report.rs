@@ -169,12 +169,13 @@ pub fn read_history_csv(path: &Path) -> Result<History> {
             SiameseError::format(
                 path,
                 format!(
-                    "line {}: expected 6 fields `epoch,loss,accuracy,val_loss,val_accuracy,seconds`",
+                    "line {}: expected 6 or 7 fields \
+                     `epoch,loss,accuracy,val_loss,val_accuracy,seconds[,lr]`",
                     i + 1
                 ),
             )
         };
-        if f.len() != 6 {
+        if f.len() != 6 && f.len() != 7 {
             return Err(bad());
         }
         let opt = |s: &str| -> Result<Option<f32>> {
@@ -191,6 +192,10 @@ pub fn read_history_csv(path: &Path) -> Result<History> {
             val_loss: opt(f[3])?,
             val_accuracy: opt(f[4])?,
             seconds: f[5].parse().map_err(|_| bad())?,
+            lr: match f.get(6) {
+                Some(s) if !s.is_empty() => Some(s.parse().map_err(|_| bad())?),
+                _ => None,
+            },
         });
     }
     Ok(history)
@@ -217,12 +222,14 @@ mod tests {
                 val_loss: Some(1.2 / e as f32),
                 val_accuracy: None,
                 seconds: 0.1,
+                lr: Some(0.001 / e as f64),
             });
         }
         let csv = dir.path().join("history.csv");
         std::fs::write(&csv, h.to_csv()).unwrap();
         let back = read_history_csv(&csv).unwrap();
         assert_eq!(back.epochs.len(), 3);
+        assert_eq!(back.epochs[1].lr, Some(0.0005));
         assert_eq!(back.epochs[2].val_loss, Some(0.4));
         assert_eq!(back.epochs[2].val_accuracy, None);
     }

@@ -224,7 +224,7 @@ fn validation_split_and_data_are_reported() {
         .unwrap();
     assert!(h.epochs[0].val_accuracy.is_some());
     let csv = h.to_csv();
-    assert!(csv.starts_with("epoch,loss,accuracy,val_loss,val_accuracy,seconds\n1,"));
+    assert!(csv.starts_with("epoch,loss,accuracy,val_loss,val_accuracy,seconds,lr\n1,"));
 }
 
 #[test]

@@ -229,6 +229,24 @@ pub struct TrainSection {
     /// A directory for a resumable checkpoint after every epoch (`siamese train --resume`).
     #[serde(default)]
     pub checkpoint: Option<std::path::PathBuf>,
+    /// The learning-rate schedule, e.g. `schedule = { warmup_epochs = 2, decay = { type =
+    /// "cosine", min_factor = 0.01 } }` (default: constant).
+    #[serde(default)]
+    pub schedule: siamese::train::LrSchedule,
+    /// Class-balanced batches of `classes × per_class` training samples, for a loss with a
+    /// miner (`[model.loss] miner = "batch-hard"`); `batch_size` is then ignored.
+    #[serde(default)]
+    pub sampler: Option<SamplerSection>,
+}
+
+/// `[train.sampler]`: `P × K` batches (see `siamese::data::sampler::PerClassSampler`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamplerSection {
+    /// Classes per batch (`P`).
+    pub classes: usize,
+    /// Samples of each class per batch (`K`).
+    pub per_class: usize,
 }
 
 fn default_calibrate() -> String {
@@ -256,6 +274,8 @@ impl Default for TrainSection {
             augment: None,
             calibrate: default_calibrate(),
             checkpoint: None,
+            schedule: siamese::train::LrSchedule::default(),
+            sampler: None,
         }
     }
 }

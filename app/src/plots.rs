@@ -435,6 +435,7 @@ mod tests {
                 val_loss: Some(1.2 / e as f32),
                 val_accuracy: Some(0.5),
                 seconds: 0.1,
+                lr: None,
             });
         }
         let csv = dir.path().join("history.csv");

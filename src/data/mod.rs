@@ -6,6 +6,7 @@
 pub mod pair_data;
 pub mod pairs;
 pub mod prepare;
+pub mod sampler;
 pub mod spec;
 
 use crate::error::{Result, SiameseError};

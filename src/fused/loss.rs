@@ -25,10 +25,14 @@
 //! ```
 //!
 //! `∂d/∂b` is the same with `a` and `b` swapped.
+//!
+//! A class-labelled batch (rows: its samples) takes the loss of its miner over every pair's
+//! distance ([`crate::loss::mining`]), which gives `∂L/∂d(i, j)` for each pair.
 
 use super::host::weighted_l1_logit;
 use crate::distance::{ClampMinNan, Distance, EPSILON};
 use crate::loss::LossKind;
+use crate::loss::mining::{Miner, mine};
 use crate::siamese::SiameseNetwork;
 
 /// The rows of a host training batch.
@@ -38,6 +42,8 @@ pub enum HostBatch<'a> {
     Pairs(&'a [f32]),
     /// This many triplets: rows `[anchors; positives; negatives]`.
     Triplets(usize),
+    /// Samples with these classes, for a miner: one row each.
+    Classes(&'a [usize]),
 }
 
 impl HostBatch<'_> {
@@ -46,14 +52,16 @@ impl HostBatch<'_> {
         match self {
             Self::Pairs(labels) => 2 * labels.len(),
             Self::Triplets(n) => 3 * n,
+            Self::Classes(labels) => labels.len(),
         }
     }
 
-    /// Pairs or triplets.
+    /// Pairs, triplets or samples.
     pub fn len(&self) -> usize {
         match self {
             Self::Pairs(labels) => labels.len(),
             Self::Triplets(n) => *n,
+            Self::Classes(labels) => labels.len(),
         }
     }
 
@@ -71,6 +79,8 @@ pub(super) struct HostLoss {
     margin: f32,
     /// Whether the network has the weighted-L1 head (its weights are the trainer's).
     weighted_l1: bool,
+    /// The miner of class-labelled batches, if the loss has one.
+    miner: Option<Miner>,
 }
 
 /// The weighted-L1 head's weights `w` (`[emb]`) and bias, or their gradients.
@@ -79,24 +89,42 @@ pub(super) type HeadParams<'a> = [&'a [f32]; 2];
 impl HostLoss {
     /// The loss `kind` on `network`'s head, when the combination is one the model config
     /// accepts (see [`crate::config::ModelConfig::validate`]).
-    pub(super) fn new(network: &SiameseNetwork, kind: LossKind, margin: f32) -> Option<Self> {
+    pub(super) fn new(
+        network: &SiameseNetwork,
+        kind: LossKind,
+        margin: f32,
+        miner: Option<Miner>,
+    ) -> Option<Self> {
         let weighted_l1 = network.weighted_l1.is_some();
         let valid = match kind {
             LossKind::BinaryCrossEntropy => weighted_l1,
             LossKind::CosineMse => !weighted_l1 && network.distance() == Distance::Cosine,
             _ => !weighted_l1,
         };
-        valid.then_some(Self {
+        let miner_fits = match miner {
+            None => true,
+            Some(m) => {
+                (m.is_triplet() && kind == LossKind::Triplet)
+                    || (m == Miner::HardNegative && kind == LossKind::Contrastive)
+            }
+        };
+        (valid && miner_fits).then_some(Self {
             kind,
             distance: network.distance(),
             margin,
             weighted_l1,
+            miner,
         })
     }
 
-    /// Whether the loss takes this batch's layout (triplets for the triplet loss only).
+    /// Whether the loss takes this batch's layout: class-labelled samples with a miner,
+    /// else triplets for the triplet loss and pairs for every other.
     pub(super) fn takes(&self, batch: HostBatch<'_>) -> bool {
-        matches!(batch, HostBatch::Triplets(_)) == (self.kind == LossKind::Triplet)
+        match batch {
+            HostBatch::Classes(_) => self.miner.is_some(),
+            HostBatch::Triplets(_) => self.miner.is_none() && self.kind == LossKind::Triplet,
+            HostBatch::Pairs(_) => self.miner.is_none() && self.kind != LossKind::Triplet,
+        }
     }
 
     /// Whether the head has weights of its own (the weighted-L1 head).
@@ -105,7 +133,7 @@ impl HostLoss {
     }
 
     /// The batch's mean loss and distances (each pair's; for triplets `d(a, p)` then
-    /// `d(a, n)`), writing `∂L/∂e` into `gemb` (`[rows, emb]`, overwritten) and the head's
+    /// `d(a, n)`; for class-labelled samples every pair `(i, j)`, `i < j`, row by row), writing `∂L/∂e` into `gemb` (`[rows, emb]`, overwritten) and the head's
     /// gradients into `ghead` (overwritten) when it has weights `head`.
     pub(super) fn backward(
         &self,
@@ -170,6 +198,28 @@ impl HostLoss {
                     self.distance_backward(a, ng, dn, -dd, ga, gn);
                 }
                 distances.extend(d_an);
+            }
+            HostBatch::Classes(labels) => {
+                let miner = self.miner.expect("checked by takes()");
+                let mut d = vec![0.0f32; n * n];
+                for i in 0..n {
+                    for j in i + 1..n {
+                        let v = self.distance.between(row(i), row(j));
+                        (d[i * n + j], d[j * n + i]) = (v, v);
+                        distances.push(v);
+                    }
+                }
+                let mined = mine(&d, labels, miner, self.margin).expect("n × n distances");
+                for i in 0..n {
+                    for j in i + 1..n {
+                        let g = mined.grads[i * n + j];
+                        if g != 0.0 {
+                            let (gi, gj) = split_rows(gemb, emb, i, j);
+                            self.distance_backward(row(i), row(j), d[i * n + j], g, gi, gj);
+                        }
+                    }
+                }
+                return (mined.loss, distances);
             }
         }
         ((loss / n as f64) as f32, distances)

@@ -239,6 +239,21 @@ impl FusedOptimizer {
         })
     }
 
+    /// The learning rate.
+    pub fn lr(self) -> f32 {
+        match self {
+            Self::RmsProp { lr, .. } | Self::Adam { lr, .. } | Self::Sgd { lr, .. } => lr,
+        }
+    }
+
+    /// The same optimizer with learning rate `lr` (a schedule's step).
+    pub fn with_lr(mut self, rate: f32) -> Self {
+        match &mut self {
+            Self::RmsProp { lr, .. } | Self::Adam { lr, .. } | Self::Sgd { lr, .. } => *lr = rate,
+        }
+        self
+    }
+
     /// The names [`FusedOptimizer::name`] gives, which an [`OptimizerState`] records.
     const NAMES: [&'static str; 3] = ["rmsprop", "adam", "sgd"];
 

@@ -27,6 +27,7 @@ const HYPER: FusedHyper = FusedHyper {
     },
     loss: crate::loss::LossKind::Contrastive,
     margin: 1.0,
+    miner: None,
 };
 
 fn data(n: usize, dim: usize, seed: u64) -> (Matrix, Matrix, Vec<f32>) {
@@ -98,6 +99,7 @@ fn fused_fit(
         optimizer: FusedOptimizer::from_config(optimizer).unwrap(),
         loss: crate::loss::LossKind::Contrastive,
         margin: 1.0,
+        miner: None,
     };
     let trainer = FusedTrainer::new(&net, None, hyper).unwrap();
     let mc = model_config(config);
@@ -582,7 +584,11 @@ fn every_distance_and_loss_trains_as_burn_does() {
         };
         let optimizer = OptimizerConfig::sgd(0.05, 0.9);
         let mc = crate::config::ModelConfig {
-            loss: LossConfig { kind, margin },
+            loss: LossConfig {
+                kind,
+                margin,
+                miner: None,
+            },
             optimizer: optimizer.clone(),
             ..model_config(&config)
         };
@@ -594,6 +600,7 @@ fn every_distance_and_loss_trains_as_burn_does() {
             optimizer: FusedOptimizer::from_config(&optimizer).unwrap(),
             loss: kind,
             margin,
+            miner: None,
         };
         let net = network(&config);
         let trainer = FusedTrainer::new(&net, None, hyper).expect("covered");
@@ -638,6 +645,7 @@ fn optimizer_state_round_trips_and_resumes_bit_identically() {
             optimizer: FusedOptimizer::from_config(&config).unwrap(),
             loss: crate::loss::LossKind::Contrastive,
             margin: 1.0,
+            miner: None,
         };
         let train = |net: &SiameseNetwork, state: Option<OptimizerState>| {
             let mut trainer = FusedTrainer::new(net, state, hyper).unwrap();

@@ -69,6 +69,8 @@ pub struct FusedHyper {
     pub loss: LossKind,
     /// Contrastive or triplet margin.
     pub margin: f32,
+    /// The miner of class-labelled batches ([`HostBatch::Classes`]), if any.
+    pub miner: Option<crate::loss::Miner>,
 }
 
 /// What one fused step reports: the batch's mean loss and each pair's distance.
@@ -94,7 +96,8 @@ pub(super) fn check_batch(loss: &HostLoss, batch: HostBatch<'_>) -> Result<()> {
     if !loss.takes(batch) {
         return Err(SiameseError::invalid(
             "training batch",
-            "the triplet loss trains on triplets and every other loss on pairs",
+            "a loss with a miner trains on class-labelled samples, the triplet loss on \
+             triplets and every other loss on pairs",
         ));
     }
     Ok(())
@@ -177,7 +180,8 @@ impl FusedTrainer {
         state: Option<OptimizerState>,
         hyper: FusedHyper,
     ) -> Option<Self> {
-        let loss = HostLoss::new(network, hyper.loss, hyper.margin).filter(|l| !l.has_head())?;
+        let loss = HostLoss::new(network, hyper.loss, hyper.margin, hyper.miner)
+            .filter(|l| !l.has_head())?;
         let mlp = FusedMlp::from_network(network)?;
         let dropout = match &network.encoder {
             Encoder::Mlp(m) => m.dropout.clone(),
@@ -434,6 +438,23 @@ impl HostTrainer {
             Self::Mlp(t) => t.reseed(seed),
             Self::Conv(t) => t.reseed(seed),
         }
+    }
+
+    /// The optimizer's learning rate.
+    pub fn lr(&self) -> f32 {
+        match self {
+            Self::Mlp(t) => t.hyper.optimizer.lr(),
+            Self::Conv(t) => t.hyper.optimizer.lr(),
+        }
+    }
+
+    /// Sets the optimizer's learning rate (a schedule's step).
+    pub fn set_lr(&mut self, lr: f32) {
+        let optimizer = match self {
+            Self::Mlp(t) => &mut t.hyper.optimizer,
+            Self::Conv(t) => &mut t.hyper.optimizer,
+        };
+        *optimizer = optimizer.with_lr(lr);
     }
 
     /// Writes the current weights into `network` (same parameter ids).

@@ -294,6 +294,7 @@ impl Siamese {
             optimizer: FusedOptimizer::from_config(&self.meta.config.optimizer)?,
             loss: self.meta.config.loss.kind,
             margin: self.meta.config.loss.margin,
+            miner: self.meta.config.loss.miner,
         };
         HostTrainer::new(&self.network, self.fused_state.take(), hyper)
     }

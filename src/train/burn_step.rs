@@ -1,14 +1,16 @@
 //! One burn autodiff step per batch (every model, every device).
 
 use burn::optim::{GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand_chacha::ChaCha8Rng;
 
+use super::classes::{ClassSource, pair_labels};
 use super::epochs::{AugmentFn, Stepper};
 use super::state::OptimizerSnapshot;
 use super::triplets::TripletSource;
 use crate::data::{PairData, into_tensor, labels_tensor, read_tensor};
 use crate::error::Result;
+use crate::loss::mining::mine;
 use crate::loss::{LossConfig, TripletLoss};
 use crate::siamese::SiameseNetwork;
 
@@ -18,10 +20,14 @@ pub(super) struct BurnStepper<'o, 'd> {
     pub(super) network: SiameseNetwork,
     pub(super) optimizer: &'o mut ModuleOptimizer,
     pub(super) lr: f64,
+    /// The configured learning rate, which a schedule scales into `lr`.
+    pub(super) base_lr: f64,
     pub(super) loss: &'o LossConfig,
     pub(super) device: Device,
     pub(super) triplets: Option<TripletSource<'d>>,
     pub(super) epoch_triplets: Option<Vec<[usize; 3]>>,
+    pub(super) classes: Option<ClassSource<'d>>,
+    pub(super) epoch_classes: Option<Vec<usize>>,
     pub(super) batch_losses: Vec<Tensor<1>>,
     pub(super) distances: Vec<Tensor<2>>,
     pub(super) labels: Vec<f32>,
@@ -29,12 +35,25 @@ pub(super) struct BurnStepper<'o, 'd> {
 
 impl Stepper for BurnStepper<'_, '_> {
     fn items(&self, train: PairData<'_>) -> usize {
-        // One triplet per similar pair that can form one.
-        self.triplets.as_ref().map_or(train.len(), |t| t.len())
+        // The sampler's samples, or one triplet per similar pair that can form one.
+        match (&self.classes, &self.triplets) {
+            (Some(c), _) => c.len(),
+            (None, Some(t)) => t.len(),
+            (None, None) => train.len(),
+        }
     }
 
     fn begin_epoch(&mut self, order: &[usize], rng: &mut ChaCha8Rng) {
         self.epoch_triplets = self.triplets.as_ref().map(|t| t.draw(order, rng));
+        self.epoch_classes = self.classes.as_ref().map(|c| c.draw(rng));
+    }
+
+    fn set_lr_factor(&mut self, factor: f64) {
+        self.lr = self.base_lr * factor;
+    }
+
+    fn lr(&self) -> f64 {
+        self.lr
     }
 
     fn step(
@@ -44,9 +63,12 @@ impl Stepper for BurnStepper<'_, '_> {
         idx: &[usize],
         mut augment: Option<&mut AugmentFn<'_>>,
     ) -> Result<()> {
+        let size = idx.len();
+        if self.classes.is_some() {
+            return self.mined_step(start, size, augment);
+        }
         let network = &self.network;
         let device = &self.device;
-        let size = idx.len();
         // Each batch is gathered on the host into fresh contiguous tensors: measured faster
         // on flex than gathering or slicing device-resident copies.
         let l = match (&self.triplets, &self.epoch_triplets) {
@@ -107,5 +129,71 @@ impl Stepper for BurnStepper<'_, '_> {
 
     fn optimizer_snapshot(&self) -> Result<OptimizerSnapshot> {
         OptimizerSnapshot::of_burn(self.optimizer, &self.network)
+    }
+}
+
+impl BurnStepper<'_, '_> {
+    /// A step on the sampler's class-labelled batch `start..start + size` of the epoch: the
+    /// distance of every pair `(i, j)`, `i < j`, through burn; the miner's loss and
+    /// `∂L/∂d(i, j)` on the host (see [`crate::loss::mining`]); then the backward pass of
+    /// `Σ ∂L/∂d(i, j) · d(i, j)` with those factors held constant, whose gradients are the
+    /// loss's (the mining's selection is piecewise constant in the distances).
+    fn mined_step(
+        &mut self,
+        start: usize,
+        size: usize,
+        augment: Option<&mut AugmentFn<'_>>,
+    ) -> Result<()> {
+        let (Some(source), Some(all)) = (&self.classes, &self.epoch_classes) else {
+            unreachable!("a mined step has its epoch's classes");
+        };
+        let miner = self
+            .loss
+            .miner
+            .expect("a sampler runs with a miner (checked by fit)");
+        let batch = &all[start..start + size];
+        let labels = source.labels(batch);
+        let mut rows = source.gather(batch);
+        if let Some(augment) = augment {
+            augment(&mut rows)?;
+        }
+        let device = &self.device;
+        let emb = self.network.embed(into_tensor(rows, device));
+        let n = size;
+        let (mut ii, mut jj) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            for j in i + 1..n {
+                ii.push(i as i64);
+                jj.push(j as i64);
+            }
+        }
+        let pairs = ii.len();
+        let index =
+            |ids: Vec<i64>| Tensor::<1, Int>::from_data(TensorData::new(ids, [pairs]), device);
+        let ea = emb.clone().select(0, index(ii.clone()));
+        let eb = emb.select(0, index(jj.clone()));
+        let d = self.network.distance().forward(ea, eb);
+        let values = read_tensor(d.clone().detach())?;
+        let mut full = vec![0.0f32; n * n];
+        for (k, (&i, &j)) in ii.iter().zip(&jj).enumerate() {
+            let (i, j) = (i as usize, j as usize);
+            (full[i * n + j], full[j * n + i]) = (values[k], values[k]);
+        }
+        let mined = mine(&full, &labels, miner, self.loss.margin)?;
+        let factors: Vec<f32> = ii
+            .iter()
+            .zip(&jj)
+            .map(|(&i, &j)| mined.grads[i as usize * n + j as usize])
+            .collect();
+        let surrogate = (d.clone() * labels_tensor(&factors, device)).sum();
+        self.distances.push(d.detach());
+        self.labels.extend(pair_labels(&labels));
+        self.batch_losses.push(Tensor::from_data(
+            TensorData::new(vec![mined.loss], [1]),
+            device,
+        ));
+        let grads = GradientsParams::from_grads(surrogate.backward(), &self.network);
+        self.network = self.optimizer.step(self.lr, self.network.clone(), grads);
+        Ok(())
     }
 }

@@ -10,6 +10,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::burn_step::BurnStepper;
 use super::callbacks::{Callback, Control, EpochContext};
+use super::classes::ClassSource;
 use super::fused_step::FusedStepper;
 use super::state::{OptimizerSnapshot, TrainState};
 use super::triplets::TripletSource;
@@ -70,15 +71,20 @@ pub fn fit(
     let split = prepare(options, train)?;
     let (train, val) = train_and_validation(&split, options, train);
     let triplets = triplet_source(hooks.config, &network, train)?;
+    let classes = class_source(hooks.config, options, &network, train)?;
+    let options = &with_sampler_batch(options);
     let device = network_device(&network);
     let mut stepper = BurnStepper {
         network,
         optimizer,
         lr,
+        base_lr: lr,
         loss,
         device,
         triplets,
         epoch_triplets: None,
+        classes,
+        epoch_classes: None,
         batch_losses: Vec::new(),
         distances: Vec::new(),
         labels: Vec::new(),
@@ -104,11 +110,17 @@ pub fn fit_fused(
     let split = prepare(options, train)?;
     let (train, val) = train_and_validation(&split, options, train);
     let triplets = triplet_source(hooks.config, &network, train)?;
+    let classes = class_source(hooks.config, options, &network, train)?;
+    let options = &with_sampler_batch(options);
+    let base_lr = trainer.lr() as f64;
     let mut stepper = FusedStepper {
         network,
         trainer,
+        base_lr,
         triplets,
         epoch_triplets: None,
+        classes,
+        epoch_classes: None,
         batch_losses: Vec::new(),
         distances: Vec::new(),
         labels: Vec::new(),
@@ -146,6 +158,51 @@ fn triplet_source<'d>(
         ));
     }
     TripletSource::new(train).map(Some)
+}
+
+/// The class-labelled batches of a run whose loss has a miner (None for every other).
+fn class_source<'d>(
+    config: &ModelConfig,
+    options: &'d FitOptions,
+    network: &SiameseNetwork,
+    train: PairData<'d>,
+) -> Result<Option<ClassSource<'d>>> {
+    match (config.loss.miner, &options.sampler) {
+        (None, None) => Ok(None),
+        (Some(m), None) => Err(SiameseError::config(
+            "sampler",
+            format!(
+                "loss.miner = \"{}\" mines class-labelled batches: give a P × K sampler \
+                 (FitOptions::sampler; in a run config [train.sampler] classes and per_class)",
+                m.name()
+            ),
+        )),
+        (None, Some(_)) => Err(SiameseError::config(
+            "sampler",
+            "class-balanced batches train a loss with a miner: set loss.miner (batch-hard, \
+             batch-all, semi-hard or hard-negative)",
+        )),
+        (Some(_), Some(sampler)) => {
+            if network.weighted_l1.is_some() {
+                return Err(SiameseError::config(
+                    "loss.miner",
+                    "mining trains a distance head, not the weighted-l1 head",
+                ));
+            }
+            ClassSource::new(train, sampler).map(Some)
+        }
+    }
+}
+
+/// The options with the sampler's batch size, when there is a sampler.
+fn with_sampler_batch(options: &FitOptions) -> FitOptions {
+    match &options.sampler {
+        Some(s) => FitOptions {
+            batch_size: s.batch_size(),
+            ..options.clone()
+        },
+        None => options.clone(),
+    }
 }
 
 /// Checks the options and the training pairs, and splits off the validation part when asked.
@@ -210,6 +267,10 @@ pub(super) trait Stepper {
     fn items(&self, train: PairData<'_>) -> usize;
     /// Prepares an epoch whose items come in `order`.
     fn begin_epoch(&mut self, _order: &[usize], _rng: &mut ChaCha8Rng) {}
+    /// Sets the learning rate to the configured one times `factor` (a schedule's step).
+    fn set_lr_factor(&mut self, factor: f64);
+    /// The learning rate now.
+    fn lr(&self) -> f64;
     /// One optimizer step on the items `order[start..start + idx.len()]` = `idx`.
     fn step(
         &mut self,
@@ -293,6 +354,12 @@ fn run_epochs(
             Ok(())
         };
         for step in 0..steps {
+            if !options.schedule.is_constant() {
+                let f = options
+                    .schedule
+                    .factor(epoch - 1, step, steps, options.epochs);
+                stepper.set_lr_factor(f);
+            }
             let start = step * options.batch_size;
             let size = options.batch_size.min(n - start);
             let augment = options
@@ -337,6 +404,7 @@ fn run_epochs(
             val_loss: val_eval.map(|v| v.loss),
             val_accuracy: val_eval.map(|v| v.accuracy),
             seconds: started.elapsed().as_secs_f64(),
+            lr: Some(stepper.lr()),
         };
         if options.verbose {
             println!("{}", epoch_line(&log, options.epochs, steps));

@@ -3,6 +3,7 @@
 
 use rand_chacha::ChaCha8Rng;
 
+use super::classes::{ClassSource, pair_labels};
 use super::epochs::{AugmentFn, Stepper};
 use super::state::OptimizerSnapshot;
 use super::triplets::TripletSource;
@@ -16,8 +17,12 @@ use crate::siamese::SiameseNetwork;
 pub(super) struct FusedStepper<'t, 'd> {
     pub(super) network: SiameseNetwork,
     pub(super) trainer: &'t mut HostTrainer,
+    /// The configured learning rate, which a schedule scales.
+    pub(super) base_lr: f64,
     pub(super) triplets: Option<TripletSource<'d>>,
     pub(super) epoch_triplets: Option<Vec<[usize; 3]>>,
+    pub(super) classes: Option<ClassSource<'d>>,
+    pub(super) epoch_classes: Option<Vec<usize>>,
     pub(super) batch_losses: Vec<f32>,
     pub(super) distances: Vec<f32>,
     pub(super) labels: Vec<f32>,
@@ -25,11 +30,24 @@ pub(super) struct FusedStepper<'t, 'd> {
 
 impl Stepper for FusedStepper<'_, '_> {
     fn items(&self, train: PairData<'_>) -> usize {
-        self.triplets.as_ref().map_or(train.len(), |t| t.len())
+        match (&self.classes, &self.triplets) {
+            (Some(c), _) => c.len(),
+            (None, Some(t)) => t.len(),
+            (None, None) => train.len(),
+        }
     }
 
     fn begin_epoch(&mut self, order: &[usize], rng: &mut ChaCha8Rng) {
         self.epoch_triplets = self.triplets.as_ref().map(|t| t.draw(order, rng));
+        self.epoch_classes = self.classes.as_ref().map(|c| c.draw(rng));
+    }
+
+    fn set_lr_factor(&mut self, factor: f64) {
+        self.trainer.set_lr((self.base_lr * factor) as f32);
+    }
+
+    fn lr(&self) -> f64 {
+        self.trainer.lr() as f64
     }
 
     fn step(
@@ -40,6 +58,27 @@ impl Stepper for FusedStepper<'_, '_> {
         augment: Option<&mut AugmentFn<'_>>,
     ) -> Result<()> {
         let size = idx.len();
+        if let (Some(source), Some(all)) = (&self.classes, &self.epoch_classes) {
+            // One row per sample, with its class for the miner.
+            let batch = &all[start..start + size];
+            let labels = source.labels(batch);
+            let out = match augment {
+                None => self.trainer.step(HostBatch::Classes(&labels), &|r, row| {
+                    row.copy_from_slice(source.sample(batch[r]));
+                })?,
+                Some(augment) => {
+                    let mut rows = source.gather(batch);
+                    augment(&mut rows)?;
+                    self.trainer.step(HostBatch::Classes(&labels), &|r, row| {
+                        row.copy_from_slice(rows.row(r));
+                    })?
+                }
+            };
+            self.batch_losses.push(out.loss);
+            self.distances.extend(out.distances);
+            self.labels.extend(pair_labels(&labels));
+            return Ok(());
+        }
         if let (Some(source), Some(all)) = (&self.triplets, &self.epoch_triplets) {
             // Rows [anchors; positives; negatives].
             let batch = &all[start..start + size];

@@ -22,8 +22,10 @@ use crate::error::{Result, SiameseError};
 
 mod burn_step;
 mod callbacks;
+mod classes;
 mod epochs;
 mod fused_step;
+mod schedule;
 mod state;
 mod triplets;
 
@@ -31,6 +33,7 @@ pub use callbacks::{
     Callback, Control, EarlyStopping, EpochContext, KeepBest, Monitor, PrintEpochs,
 };
 pub use epochs::{FitOutcome, Hooks, fit, fit_fused};
+pub use schedule::{LrDecay, LrSchedule};
 pub use state::{OptimizerSnapshot, TrainState};
 
 /// Where validation data comes from.
@@ -102,6 +105,12 @@ pub struct FitOptions {
     pub verbose: bool,
     /// Random affine augmentation of both images of every training pair (image inputs).
     pub augment: Option<Augment>,
+    /// The learning-rate schedule (default: constant).
+    pub schedule: LrSchedule,
+    /// Class-balanced `P × K` batches of samples instead of pairs, for a loss with a miner
+    /// (see [`crate::loss::mining`]); `batch_size` is then the sampler's. The training data
+    /// must be index pairs into one sample store whose rows the sampler's labels describe.
+    pub sampler: Option<crate::data::sampler::PerClassSampler>,
 }
 
 /// Augmentation of training images of `width × height` pixels.
@@ -126,6 +135,8 @@ impl Default for FitOptions {
             threshold: 0.5,
             verbose: false,
             augment: None,
+            schedule: LrSchedule::default(),
+            sampler: None,
         }
     }
 }
@@ -151,6 +162,7 @@ impl FitOptions {
         if let Some(a) = &self.augment {
             a.config.validate()?;
         }
+        self.schedule.validate()?;
         if let Validation::Split(f) = self.validation
             && !(f > 0.0 && f < 1.0)
         {
@@ -178,6 +190,10 @@ pub struct EpochLog {
     pub val_accuracy: Option<f32>,
     /// Wall time of the epoch in seconds (validation included).
     pub seconds: f64,
+    /// The learning rate of the epoch's last step (`None` in histories written before it was
+    /// recorded).
+    #[serde(default)]
+    pub lr: Option<f64>,
 }
 
 /// Per-epoch metrics returned by `fit` (Keras's `History`).
@@ -198,19 +214,20 @@ impl History {
         self.epochs.iter().filter_map(|e| e.val_loss).collect()
     }
 
-    /// The history as CSV: `epoch,loss,accuracy,val_loss,val_accuracy,seconds`.
+    /// The history as CSV: `epoch,loss,accuracy,val_loss,val_accuracy,seconds,lr`.
     pub fn to_csv(&self) -> String {
-        let mut out = String::from("epoch,loss,accuracy,val_loss,val_accuracy,seconds\n");
+        let mut out = String::from("epoch,loss,accuracy,val_loss,val_accuracy,seconds,lr\n");
         let opt = |v: Option<f32>| v.map(|v| v.to_string()).unwrap_or_default();
         for e in &self.epochs {
             out.push_str(&format!(
-                "{},{},{},{},{},{:.3}\n",
+                "{},{},{},{},{},{:.3},{}\n",
                 e.epoch,
                 e.loss,
                 e.accuracy,
                 opt(e.val_loss),
                 opt(e.val_accuracy),
-                e.seconds
+                e.seconds,
+                e.lr.map(|v| v.to_string()).unwrap_or_default()
             ));
         }
         out

@@ -6,6 +6,7 @@ use std::path::Path;
 use siamese::burn::tensor::Device;
 use siamese::data::PairData;
 use siamese::data::prepare;
+use siamese::data::sampler::PerClassSampler;
 use siamese::error::{Result, SiameseError};
 use siamese::eval::Objective;
 use siamese::io::{Checkpoint, Threshold};
@@ -151,6 +152,24 @@ fn fit_options(config: &RunConfig, data: &prepare::PreparedData) -> Result<FitOp
                 ));
             }
             (None, _) => None,
+        },
+        schedule: config.train.schedule,
+        sampler: match config.train.sampler {
+            None => None,
+            Some(s) => {
+                let samples = data.train.samples().ok_or_else(|| {
+                    SiameseError::config(
+                        "train.sampler",
+                        "class-balanced batches need a class-labelled source (an image folder, \
+                         MNIST or a pair list)",
+                    )
+                })?;
+                Some(PerClassSampler::new(
+                    &samples.labels,
+                    s.classes,
+                    s.per_class,
+                )?)
+            }
         },
     })
 }

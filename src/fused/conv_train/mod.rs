@@ -164,7 +164,7 @@ pub struct ConvTrainer {
     /// Values per image after each stage.
     lens: Vec<usize>,
     state: OptimizerState,
-    hyper: FusedHyper,
+    pub(in crate::fused) hyper: FusedHyper,
     /// The encoder's dropout modules (sharing their mask streams) with their module index.
     dropouts: Vec<(usize, SeededDropout)>,
     /// Masks of the current batch per dropout stage, host order, `[rows, len]`.
@@ -415,7 +415,7 @@ impl ConvTrainer {
         state: Option<OptimizerState>,
         hyper: FusedHyper,
     ) -> Option<Self> {
-        let loss = HostLoss::new(network, hyper.loss, hyper.margin)?;
+        let loss = HostLoss::new(network, hyper.loss, hyper.margin, hyper.miner)?;
         let Encoder::Conv(encoder) = &network.encoder else {
             return None;
         };

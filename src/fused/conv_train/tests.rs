@@ -147,6 +147,7 @@ fn hyper(optimizer: &OptimizerConfig, loss: LossConfig) -> FusedHyper {
         optimizer: FusedOptimizer::from_config(optimizer).unwrap(),
         loss: loss.kind,
         margin: loss.margin,
+        miner: loss.miner,
     }
 }
 
@@ -497,7 +498,11 @@ fn with_l2(mut c: SiameseConfig) -> SiameseConfig {
 }
 
 fn loss(kind: LossKind, margin: f32) -> LossConfig {
-    LossConfig { kind, margin }
+    LossConfig {
+        kind,
+        margin,
+        miner: None,
+    }
 }
 
 #[test]
@@ -637,5 +642,124 @@ fn a_seeded_run_on_one_thread_is_bit_identical() {
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&first.0), bits(&second.0), "{:?}: losses", loss.kind);
         assert_eq!(bits(&first.1), bits(&second.1), "{:?}: weights", loss.kind);
+    }
+}
+
+/// Class-balanced batches with each miner, and a warm-up + cosine learning-rate schedule:
+/// the same epoch losses and weights on burn's path (the miner's factors on its distances)
+/// and on the host trainers (conv and MLP), from the same sampler draws.
+#[test]
+fn mined_batches_and_schedules_train_as_burn_does() {
+    use crate::data::sampler::PerClassSampler;
+    use crate::loss::Miner;
+    use crate::train::{LrDecay, LrSchedule};
+    let conv_net = config(
+        10,
+        12,
+        1,
+        vec![
+            conv(4, 3, 1, Padding::Valid, true),
+            L::MaxPool2d {
+                size: 2,
+                stride: None,
+            },
+            L::Flatten,
+            L::Dense {
+                units: 6,
+                activation: Activation::Linear,
+            },
+        ],
+    );
+    let mlp_net = SiameseConfig::reference(120);
+    let n = 24;
+    let samples = Matrix::new(n, 120, values(n * 120, 7)).unwrap();
+    let labels: Vec<usize> = (0..n).map(|i| i % 4).collect();
+    let list: Vec<IndexPair> = (0..n - 1)
+        .map(|i| IndexPair {
+            i,
+            j: i + 1,
+            label: 0.0,
+        })
+        .collect();
+    let data = PairData::Indexed {
+        samples: &samples,
+        pairs: &list,
+    };
+    let options = FitOptions {
+        seed: 5,
+        sampler: Some(PerClassSampler::new(&labels, 2, 3).unwrap()),
+        schedule: LrSchedule {
+            decay: LrDecay::Cosine { min_factor: 0.1 },
+            warmup_epochs: 1,
+        },
+        ..FitOptions::new(3, 999)
+    };
+    let optimizer = OptimizerConfig::sgd(0.05, 0.9);
+    for (net_config, miner, margin) in [
+        (&conv_net, Miner::BatchHard, 0.5),
+        (&conv_net, Miner::BatchAll, 0.5),
+        (&conv_net, Miner::SemiHard, 0.3),
+        (&conv_net, Miner::HardNegative, 1.0),
+        (&mlp_net, Miner::BatchHard, 0.5),
+        (&mlp_net, Miner::HardNegative, 1.0),
+    ] {
+        let kind = if std::ptr::eq(net_config, &conv_net) {
+            "conv"
+        } else {
+            "mlp"
+        };
+        let what = format!("{miner:?} on {kind}");
+        let loss = if miner.is_triplet() {
+            LossConfig::triplet(margin)
+        } else {
+            LossConfig::contrastive(margin)
+        }
+        .with_miner(miner);
+        let model = ModelConfig {
+            network: net_config.clone(),
+            loss,
+            optimizer: optimizer.clone(),
+            seed: 3,
+        };
+        let hooks = || train::Hooks {
+            config: &model,
+            callbacks: Vec::new(),
+            resume: None,
+            host: false,
+        };
+        let mut burn_opt = optimizer.init().unwrap();
+        let burn = train::fit(
+            init(net_config),
+            &mut burn_opt,
+            0.05,
+            data,
+            &options,
+            hooks(),
+        );
+        let burn = burn.unwrap();
+        let net = init(net_config);
+        let mut trainer = HostTrainer::new(&net, None, hyper(&optimizer, loss)).expect("covered");
+        let host = train::fit_fused(net, &mut trainer, data, &options, hooks()).unwrap();
+        // 24 samples in batches of 2 × 3: 4 steps per epoch; the rates end below the base.
+        let lrs: Vec<f64> = host.history.epochs.iter().filter_map(|e| e.lr).collect();
+        assert_eq!(lrs.len(), 3, "{what}");
+        assert!(lrs[2] < lrs[1] && lrs[1] <= 0.05 + 1e-9, "{what}: {lrs:?}");
+        let burn_lrs: Vec<f64> = burn.history.epochs.iter().filter_map(|e| e.lr).collect();
+        assert_close(
+            &burn_lrs.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+            &lrs.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+            1e-6,
+            &format!("{what}: rates"),
+        );
+        let (bl, hl) = (burn.history.loss(), host.history.loss());
+        assert!(hl.iter().all(|&l| l > 0.0), "{what}: {hl:?}");
+        assert_close(&hl, &bl, 1e-4, &format!("{what}: losses"));
+        let (bw, hw) = (weights(&burn.network), weights(&host.network));
+        assert_close(&hw, &bw, 1e-4, &format!("{what}: weights"));
+        let fresh = weights(&init(net_config));
+        assert!(
+            fresh.iter().zip(&hw).any(|(a, b)| (a - b).abs() > 1e-5),
+            "{what}: no training happened"
+        );
     }
 }

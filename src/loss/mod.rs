@@ -26,6 +26,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SiameseError};
 
+pub mod mining;
+
+pub use mining::Miner;
+
 /// Contrastive loss with a margin (default 1). Label 1 = similar, 0 = dissimilar.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ContrastiveLoss {
@@ -161,6 +165,12 @@ pub struct LossConfig {
     /// Margin of the contrastive or triplet loss.
     #[serde(default = "default_margin")]
     pub margin: f32,
+    /// Online mining inside class-labelled batches (see [`mining`]): `batch-hard`,
+    /// `batch-all` or `semi-hard` with the triplet loss, `hard-negative` with the contrastive
+    /// loss. Training then takes `P × K` batches of samples with their classes
+    /// ([`crate::train::FitOptions::sampler`]) instead of pairs or drawn triplets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub miner: Option<Miner>,
 }
 
 fn default_margin() -> f32 {
@@ -172,6 +182,7 @@ impl Default for LossConfig {
         Self {
             kind: LossKind::Contrastive,
             margin: 1.0,
+            miner: None,
         }
     }
 }
@@ -182,6 +193,7 @@ impl LossConfig {
         Self {
             kind: LossKind::Contrastive,
             margin,
+            miner: None,
         }
     }
 
@@ -190,12 +202,31 @@ impl LossConfig {
         Self {
             kind: LossKind::BinaryCrossEntropy,
             margin: 1.0,
+            miner: None,
         }
     }
 
-    /// Checks the margin.
+    /// Checks the margin, and that the miner suits the loss.
     pub fn validate(&self) -> Result<()> {
-        ContrastiveLoss::new(self.margin).validate()
+        ContrastiveLoss::new(self.margin).validate()?;
+        match (self.miner, self.kind) {
+            (None, _) => Ok(()),
+            (Some(m), LossKind::Triplet) if m.is_triplet() => Ok(()),
+            (Some(Miner::HardNegative), LossKind::Contrastive) => Ok(()),
+            (Some(m), kind) => Err(SiameseError::config(
+                "loss.miner",
+                format!(
+                    "the {} miner does not go with loss.type = \"{}\": batch-hard, batch-all \
+                     and semi-hard mine triplets for \"triplet\", hard-negative mines pairs \
+                     for \"contrastive\"",
+                    m.name(),
+                    serde_json::to_value(kind)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default()
+                ),
+            )),
+        }
     }
 
     /// The triplet loss with `margin`.
@@ -203,12 +234,29 @@ impl LossConfig {
         Self {
             kind: LossKind::Triplet,
             margin,
+            miner: None,
         }
     }
 
-    /// Whether training takes triplets rather than pairs.
+    /// This loss with online mining by `miner` (see [`mining`]).
+    ///
+    /// ```
+    /// use siamese::loss::{LossConfig, Miner};
+    /// let loss = LossConfig::triplet(0.2).with_miner(Miner::BatchHard);
+    /// assert!(loss.validate().is_ok() && !loss.is_triplet());
+    /// assert!(LossConfig::contrastive(1.0).with_miner(Miner::BatchAll).validate().is_err());
+    /// ```
+    pub fn with_miner(self, miner: Miner) -> Self {
+        Self {
+            miner: Some(miner),
+            ..self
+        }
+    }
+
+    /// Whether training takes drawn triplets (the triplet loss without a miner) rather than
+    /// pairs.
     pub fn is_triplet(&self) -> bool {
-        self.kind == LossKind::Triplet
+        self.kind == LossKind::Triplet && self.miner.is_none()
     }
 
     /// The loss of a batch of **pairs** from the network's scores (distances for the
@@ -317,9 +365,13 @@ mod tests {
             (LossKind::CosineMse, (|d: f32| 1.0 - d) as fn(f32) -> f32),
             (LossKind::ExpMse, |d: f32| (-d).exp()),
         ] {
-            let got: f32 = LossConfig { kind, margin: 1.0 }
-                .forward(col(d), col(y))
-                .into_scalar();
+            let got: f32 = LossConfig {
+                kind,
+                margin: 1.0,
+                miner: None,
+            }
+            .forward(col(d), col(y))
+            .into_scalar();
             let want: f32 = d
                 .iter()
                 .zip(&y)
