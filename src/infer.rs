@@ -20,6 +20,8 @@ pub struct Evaluation {
     pub loss: f32,
     /// Fraction of pairs whose prediction (`d < threshold` ⇒ similar) matches the label.
     pub accuracy: f32,
+    /// Equal error rate of the distances (`None` unless both labels occur).
+    pub eer: Option<f32>,
 }
 
 /// Number of pairs per forward pass when predicting or evaluating.
@@ -136,6 +138,9 @@ pub fn evaluate(
     Ok(Evaluation {
         loss: l,
         accuracy: crate::data::pair_accuracy(&d, &labels, threshold),
+        eer: crate::eval::roc(&d, &labels)
+            .ok()
+            .map(|r| r.eer().rate as f32),
     })
 }
 

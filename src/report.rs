@@ -61,6 +61,12 @@ pub struct VerificationReport {
     /// Spearman rank correlation of predicted similarity and gold score.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spearman: Option<f64>,
+    /// Closed-set identification against a gallery, when measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identification: Option<crate::eval::protocols::Identification>,
+    /// Writer-dependent verification with references, when measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub references: Option<crate::eval::protocols::ReferenceReport>,
 }
 
 impl VerificationReport {
@@ -97,6 +103,8 @@ impl VerificationReport {
             one_shot_groups: None,
             pearson: None,
             spearman: None,
+            identification: None,
+            references: None,
         })
     }
 
@@ -152,6 +160,38 @@ impl VerificationReport {
                 ),
             ));
         }
+        if let Some(i) = &self.identification {
+            rows.push((
+                "rank-1",
+                format!(
+                    "{:.2}% ({} identities, {} probes, {} enrolled each)",
+                    i.rank1 * 100.0,
+                    i.identities,
+                    i.probes,
+                    i.gallery_per_class
+                ),
+            ));
+            rows.push(("rank-5", format!("{:.2}%", i.rank5 * 100.0)));
+        }
+        if let Some(r) = &self.references {
+            rows.push((
+                "ref EER",
+                format!(
+                    "{:.2}% (AUC {:.4}; {} writers, {} references each, {} distance; {} genuine, \
+                     {} forgeries)",
+                    r.eer * 100.0,
+                    r.auc,
+                    r.writers,
+                    r.references,
+                    match r.score {
+                        crate::eval::protocols::ReferenceScore::Mean => "mean",
+                        crate::eval::protocols::ReferenceScore::Min => "min",
+                    },
+                    r.genuine,
+                    r.forgeries
+                ),
+            ));
+        }
         rows.iter()
             .map(|(k, v)| format!("{k:<11}{v}"))
             .collect::<Vec<_>>()
@@ -169,13 +209,13 @@ pub fn read_history_csv(path: &Path) -> Result<History> {
             SiameseError::format(
                 path,
                 format!(
-                    "line {}: expected 6 or 7 fields \
-                     `epoch,loss,accuracy,val_loss,val_accuracy,seconds[,lr]`",
+                    "line {}: expected 6 to 8 fields \
+                     `epoch,loss,accuracy,val_loss,val_accuracy,seconds[,lr[,val_eer]]`",
                     i + 1
                 ),
             )
         };
-        if f.len() != 6 && f.len() != 7 {
+        if !(6..=8).contains(&f.len()) {
             return Err(bad());
         }
         let opt = |s: &str| -> Result<Option<f32>> {
@@ -196,6 +236,7 @@ pub fn read_history_csv(path: &Path) -> Result<History> {
                 Some(s) if !s.is_empty() => Some(s.parse().map_err(|_| bad())?),
                 _ => None,
             },
+            val_eer: opt(f.get(7).copied().unwrap_or(""))?,
         });
     }
     Ok(history)
@@ -223,6 +264,7 @@ mod tests {
                 val_accuracy: None,
                 seconds: 0.1,
                 lr: Some(0.001 / e as f64),
+                val_eer: Some(0.25),
             });
         }
         let csv = dir.path().join("history.csv");
@@ -230,6 +272,7 @@ mod tests {
         let back = read_history_csv(&csv).unwrap();
         assert_eq!(back.epochs.len(), 3);
         assert_eq!(back.epochs[1].lr, Some(0.0005));
+        assert_eq!(back, h);
         assert_eq!(back.epochs[2].val_loss, Some(0.4));
         assert_eq!(back.epochs[2].val_accuracy, None);
     }

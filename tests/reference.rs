@@ -224,7 +224,7 @@ fn validation_split_and_data_are_reported() {
         .unwrap();
     assert!(h.epochs[0].val_accuracy.is_some());
     let csv = h.to_csv();
-    assert!(csv.starts_with("epoch,loss,accuracy,val_loss,val_accuracy,seconds,lr\n1,"));
+    assert!(csv.starts_with("epoch,loss,accuracy,val_loss,val_accuracy,seconds,lr,val_eer\n1,"));
 }
 
 #[test]
@@ -494,6 +494,7 @@ fn augmentation_is_seeded() {
             scale: 0.1,
             shear: 5.0,
             fill: 0.0,
+            ..AugmentConfig::default()
         },
         width: 8,
         height: 8,

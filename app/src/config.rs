@@ -222,6 +222,10 @@ pub struct TrainSection {
     /// `augment = { rotation = 10, shift = 0.05, scale = 0.1, shear = 5 }`.
     #[serde(default)]
     pub augment: Option<siamese::data::augment::AugmentConfig>,
+    /// Named augmentation ranges for one use instead of `augment`: `faces`, `signatures` or
+    /// `characters` (see `siamese::data::augment::AugmentConfig::preset`).
+    #[serde(default)]
+    pub augment_preset: Option<String>,
     /// What the decision threshold maximises on the validation pairs after training:
     /// `accuracy`, `f1`, `eer`, or `far=0.01` (largest threshold with FAR ≤ 1%).
     #[serde(default = "default_calibrate")]
@@ -237,6 +241,52 @@ pub struct TrainSection {
     /// miner (`[model.loss] miner = "batch-hard"`); `batch_size` is then ignored.
     #[serde(default)]
     pub sampler: Option<SamplerSection>,
+    /// Keep the weights of the epoch with the best validation metric: `val_eer`,
+    /// `val_loss` or `val_accuracy` (text sources keep the best validation Spearman
+    /// without it).
+    #[serde(default)]
+    pub keep_best: Option<MonitorName>,
+    /// Stop when a validation metric has not improved for `patience` epochs, e.g.
+    /// `early_stopping = { monitor = "val_eer", patience = 10 }`.
+    #[serde(default)]
+    pub early_stopping: Option<EarlyStoppingSection>,
+}
+
+/// A validation metric a callback watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MonitorName {
+    /// Validation equal error rate (lower is better).
+    ValEer,
+    /// Validation loss (lower is better).
+    ValLoss,
+    /// Validation pair accuracy (higher is better).
+    ValAccuracy,
+}
+
+impl MonitorName {
+    /// The library's monitor.
+    pub fn monitor(self) -> siamese::train::Monitor {
+        use siamese::train::Monitor;
+        match self {
+            Self::ValEer => Monitor::ValEer,
+            Self::ValLoss => Monitor::ValLoss,
+            Self::ValAccuracy => Monitor::ValAccuracy,
+        }
+    }
+}
+
+/// `[train] early_stopping`: Keras's `EarlyStopping`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EarlyStoppingSection {
+    /// The metric watched.
+    pub monitor: MonitorName,
+    /// Epochs without improvement before stopping.
+    pub patience: usize,
+    /// Smallest change that counts as an improvement.
+    #[serde(default)]
+    pub min_delta: f64,
 }
 
 /// `[train.sampler]`: `P × K` batches (see `siamese::data::sampler::PerClassSampler`).
@@ -272,10 +322,13 @@ impl Default for TrainSection {
             seed: 0,
             threshold: default_threshold(),
             augment: None,
+            augment_preset: None,
             calibrate: default_calibrate(),
             checkpoint: None,
             schedule: siamese::train::LrSchedule::default(),
             sampler: None,
+            keep_best: None,
+            early_stopping: None,
         }
     }
 }

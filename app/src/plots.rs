@@ -436,6 +436,7 @@ mod tests {
                 val_accuracy: Some(0.5),
                 seconds: 0.1,
                 lr: None,
+                val_eer: None,
             });
         }
         let csv = dir.path().join("history.csv");

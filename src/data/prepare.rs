@@ -227,6 +227,7 @@ fn reject_sample_splits(config: &DataConfig, why: &str) -> Result<()> {
     for (field, set) in [
         ("data.test_path", config.test_path.is_some()),
         ("data.folds", config.folds.is_some()),
+        ("data.test_classes_from", config.test_classes_from.is_some()),
     ] {
         if set {
             return Err(SiameseError::config(field, why));
@@ -389,6 +390,38 @@ fn split_groups(config: &DataConfig, s: &LabelledSamples) -> Vec<usize> {
     }
 }
 
+/// `(train, test)` sample indices with the test part the classes (writers) named `from` or
+/// later in string order (see [`DataConfig::test_classes_from`]).
+fn split_from_class(
+    config: &DataConfig,
+    s: &LabelledSamples,
+    from: &str,
+) -> Result<(Vec<usize>, Vec<usize>)> {
+    let writer_name = |c: usize| -> &str {
+        let name = s.class_names[c].as_str();
+        match config.pairing {
+            Pairing::GenuineForgery => name.strip_suffix(&config.forgery_suffix).unwrap_or(name),
+            _ => name,
+        }
+    };
+    let (train, test): (Vec<usize>, Vec<usize>) =
+        (0..s.labels.len()).partition(|&i| writer_name(s.labels[i]) < from);
+    if train.is_empty() || test.is_empty() {
+        return Err(SiameseError::config(
+            "data.test_classes_from",
+            format!(
+                "\"{from}\" leaves {} training and {} test samples; both parts need samples \
+                 (class names run from \"{}\" to \"{}\")",
+                train.len(),
+                test.len(),
+                s.class_names.first().map_or("", String::as_str),
+                s.class_names.last().map_or("", String::as_str)
+            ),
+        ));
+    }
+    Ok((train, test))
+}
+
 fn split(
     config: &DataConfig,
     s: &LabelledSamples,
@@ -506,7 +539,24 @@ fn from_samples(
         .check_finite(&config.path.display().to_string())?;
     let input_dim = all.samples.cols();
     let mut notes = Vec::new();
+    let fixed = [
+        test_samples.is_some(),
+        config.folds.is_some(),
+        config.test_classes_from.is_some(),
+    ];
+    if fixed.iter().filter(|&&f| f).count() > 1 {
+        return Err(SiameseError::config(
+            "data.test_classes_from",
+            "data.test_path, data.folds and data.test_classes_from each choose the test part; \
+             give one of them",
+        ));
+    }
     let (train_all, test) = match (test_samples, config.folds) {
+        (None, None) if config.test_classes_from.is_some() => {
+            let from = config.test_classes_from.as_deref().unwrap_or_default();
+            let (train_idx, test_idx) = split_from_class(config, &all, from)?;
+            (subset(&all, &train_idx), subset(&all, &test_idx))
+        }
         (Some(_), Some(_)) => {
             return Err(SiameseError::config(
                 "data.folds",

@@ -113,6 +113,12 @@ pub struct DataConfig {
     /// Which fold is the test part (from 0), with `folds`.
     #[serde(default)]
     pub fold: usize,
+    /// A fixed test part by class name: the classes (writers, with `pairing =
+    /// "genuine-forgery"`: a forgery class counts as its writer) whose name sorts at or after
+    /// this one, in string order; `test_fraction` is not used. E.g. `"049"` for
+    /// `signatures_sign_data_64`, whose writers 001–048 and 049–069 are disjoint sets.
+    #[serde(default)]
+    pub test_classes_from: Option<String>,
     /// Class-name suffix of skilled forgeries, for `pairing = "genuine-forgery"`.
     #[serde(default = "default_forgery_suffix")]
     pub forgery_suffix: String,

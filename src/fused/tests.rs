@@ -297,6 +297,7 @@ fn fused_training_matches_burn_with_augmentation_and_index_pairs() {
                 scale: 0.1,
                 shear: 5.0,
                 fill: 0.0,
+                ..AugmentConfig::default()
             },
             width: 4,
             height: 4,

@@ -35,6 +35,7 @@ use crate::siamese::SiameseNetwork;
 use crate::train::{self, Callback, FitOptions, History, Hooks, OptimizerSnapshot, TrainState};
 
 mod inputs;
+mod protocols;
 mod summary;
 
 /// A Siamese model with its loss and optimizer attached ("compiled", in Keras terms).

@@ -134,6 +134,8 @@ pub enum Monitor {
     ValLoss,
     /// Validation pair accuracy (higher is better).
     ValAccuracy,
+    /// Validation equal error rate (lower is better): the verification metric.
+    ValEer,
     /// A score of the validation distances, higher is better: e.g. the Spearman correlation
     /// of similarities with gold scores (the STS protocol).
     Score {
@@ -156,6 +158,7 @@ impl Monitor {
         match self {
             Self::ValLoss => "val_loss".into(),
             Self::ValAccuracy => "val_accuracy".into(),
+            Self::ValEer => "val_eer".into(),
             Self::Score { name, .. } => name.clone(),
         }
     }
@@ -171,6 +174,7 @@ impl Monitor {
         match self {
             Self::ValLoss => log.val_loss.map(|l| -(l as f64)).ok_or_else(missing),
             Self::ValAccuracy => log.val_accuracy.map(|a| a as f64).ok_or_else(missing),
+            Self::ValEer => log.val_eer.map(|e| -(e as f64)).ok_or_else(missing),
             Self::Score { score, .. } => {
                 let d = ctx.validation_distances()?.ok_or_else(missing)?;
                 score(&d)
@@ -264,6 +268,11 @@ impl EarlyStopping {
     /// The epoch after which training stopped, if it did.
     pub fn stopped_at(&self) -> Option<usize> {
         self.stopped_at
+    }
+
+    /// The quantity watched.
+    pub fn monitor(&self) -> &Monitor {
+        &self.monitor
     }
 }
 

@@ -405,6 +405,7 @@ fn run_epochs(
             val_accuracy: val_eval.map(|v| v.accuracy),
             seconds: started.elapsed().as_secs_f64(),
             lr: Some(stepper.lr()),
+            val_eer: val_eval.and_then(|v| v.eer),
         };
         if options.verbose {
             println!("{}", epoch_line(&log, options.epochs, steps));

@@ -194,6 +194,9 @@ pub struct EpochLog {
     /// recorded).
     #[serde(default)]
     pub lr: Option<f64>,
+    /// Validation equal error rate after the epoch (a fraction).
+    #[serde(default)]
+    pub val_eer: Option<f32>,
 }
 
 /// Per-epoch metrics returned by `fit` (Keras's `History`).
@@ -214,20 +217,22 @@ impl History {
         self.epochs.iter().filter_map(|e| e.val_loss).collect()
     }
 
-    /// The history as CSV: `epoch,loss,accuracy,val_loss,val_accuracy,seconds,lr`.
+    /// The history as CSV: `epoch,loss,accuracy,val_loss,val_accuracy,seconds,lr,val_eer`.
     pub fn to_csv(&self) -> String {
-        let mut out = String::from("epoch,loss,accuracy,val_loss,val_accuracy,seconds,lr\n");
+        let mut out =
+            String::from("epoch,loss,accuracy,val_loss,val_accuracy,seconds,lr,val_eer\n");
         let opt = |v: Option<f32>| v.map(|v| v.to_string()).unwrap_or_default();
         for e in &self.epochs {
             out.push_str(&format!(
-                "{},{},{},{},{},{:.3},{}\n",
+                "{},{},{},{},{},{:.3},{},{}\n",
                 e.epoch,
                 e.loss,
                 e.accuracy,
                 opt(e.val_loss),
                 opt(e.val_accuracy),
                 e.seconds,
-                e.lr.map(|v| v.to_string()).unwrap_or_default()
+                e.lr.map(|v| v.to_string()).unwrap_or_default(),
+                opt(e.val_eer)
             ));
         }
         out
@@ -242,6 +247,9 @@ pub fn epoch_line(log: &EpochLog, epochs: usize, steps: usize) -> String {
     );
     if let (Some(l), Some(a)) = (log.val_loss, log.val_accuracy) {
         line.push_str(&format!(" - val_loss: {l:.4} - val_accuracy: {a:.4}"));
+    }
+    if let Some(e) = log.val_eer {
+        line.push_str(&format!(" - val_eer: {e:.4}"));
     }
     line
 }

@@ -122,6 +122,26 @@ pub fn evaluate(args: &EvaluateArgs, device: &Device) -> Result<()> {
         report.ways = Some(ways);
         report.one_shot_trials = Some(trials.len());
     }
+    if args.identify.is_some() || args.references.is_some() {
+        let s = samples.ok_or_else(|| {
+            SiameseError::config(
+                "identify",
+                "identification and references need class-labelled test samples: evaluate a \
+                 run of an image or MNIST source without --data",
+            )
+        })?;
+        if let Some(per_class) = args.identify {
+            report.identification = Some(model.identification(&s.samples, &s.labels, per_class)?);
+        }
+        if let Some(references) = args.references {
+            // The run's forgery suffix (a model with a rebuilt test part records its run).
+            let suffix = RunConfig::from_model(&model, &args.model)
+                .map(|run| run.data.forgery_suffix)
+                .unwrap_or_else(|_| "_forg".into());
+            report.references =
+                Some(model.reference_verification(s, &suffix, references, args.reference_score)?);
+        }
+    }
     println!("{}", report.table());
     let out = args.out.clone().unwrap_or_else(|| args.model.join("eval"));
     std::fs::create_dir_all(&out).map_err(|e| SiameseError::io(&out, e))?;

@@ -154,6 +154,18 @@ pub struct EvaluateArgs {
     /// (Omniglot: within-alphabet trials).
     #[arg(long)]
     pub within_group: bool,
+    /// Also run closed-set identification on the test samples: enrol the first N samples
+    /// of each identity in a gallery, rank the rest (rank-1 / rank-5 accuracy).
+    #[arg(long)]
+    pub identify: Option<usize>,
+    /// Also run writer-dependent verification on the test samples (signatures): the first N
+    /// genuine signatures of each writer are references, every other genuine one and every
+    /// forgery is scored against them (EER, AUC).
+    #[arg(long)]
+    pub references: Option<usize>,
+    /// How a query is scored against its writer's references: mean or min distance.
+    #[arg(long, value_parser = parse_kebab::<siamese::eval::protocols::ReferenceScore>, default_value = "mean")]
+    pub reference_score: siamese::eval::protocols::ReferenceScore,
     /// Folder for report.json and the plots (default: MODEL/eval).
     #[arg(long)]
     pub out: Option<PathBuf>,

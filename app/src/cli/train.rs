@@ -12,7 +12,9 @@ use siamese::eval::Objective;
 use siamese::io::{Checkpoint, Threshold};
 use siamese::model::Siamese;
 use siamese::report::VerificationReport;
-use siamese::train::{Augment, Callback, FitOptions, KeepBest, Monitor, TrainState, Validation};
+use siamese::train::{
+    Augment, Callback, EarlyStopping, FitOptions, KeepBest, Monitor, TrainState, Validation,
+};
 
 use super::{TrainArgs, json, resolve};
 use crate::config::RunConfig;
@@ -139,9 +141,9 @@ fn fit_options(config: &RunConfig, data: &prepare::PreparedData) -> Result<FitOp
             .map_or(Validation::None, Validation::from),
         threshold: config.train.threshold,
         verbose: false,
-        augment: match (&config.train.augment, &data.preprocessing.image) {
+        augment: match (augment_config(config)?, &data.preprocessing.image) {
             (Some(a), Some(img)) => Some(Augment {
-                config: a.clone(),
+                config: a,
                 width: img.width,
                 height: img.height,
             }),
@@ -174,6 +176,22 @@ fn fit_options(config: &RunConfig, data: &prepare::PreparedData) -> Result<FitOp
     })
 }
 
+/// The run's augmentation ranges: `augment`, or the ranges of `augment_preset`.
+fn augment_config(config: &RunConfig) -> Result<Option<siamese::data::augment::AugmentConfig>> {
+    use siamese::data::augment::AugmentConfig;
+    match (&config.train.augment, &config.train.augment_preset) {
+        (Some(_), Some(_)) => Err(SiameseError::config(
+            "train.augment_preset",
+            "give either augment (the ranges) or augment_preset (named ranges), not both",
+        )),
+        (Some(a), None) => Ok(Some(a.clone())),
+        (None, Some(name)) => AugmentConfig::preset(name)
+            .map(Some)
+            .map_err(|e| SiameseError::config("train.augment_preset", e.to_string())),
+        (None, None) => Ok(None),
+    }
+}
+
 /// Trains with the progress bars, the epoch choice of text sources (best validation
 /// Spearman, the STS protocol) and the per-epoch checkpoint, resuming `state` if given.
 fn fit(
@@ -187,8 +205,9 @@ fn fit(
 ) -> Result<siamese::train::History> {
     let mut bars = ProgressBars::new(verbose);
     let mut callbacks: Vec<&mut dyn Callback> = vec![&mut bars];
-    let mut keep_best = match &data.text {
-        Some(text) => {
+    let mut keep_best = match (&data.text, config.train.keep_best) {
+        (_, Some(name)) => Some(KeepBest::new(name.monitor())),
+        (Some(text), None) => {
             let gold: Vec<f64> = text.validation_scores.iter().map(|&g| g as f64).collect();
             let kind = model.config().loss.kind;
             Some(KeepBest::new(Monitor::Score {
@@ -199,10 +218,18 @@ fn fit(
                 }),
             }))
         }
-        None => None,
+        (None, None) => None,
     };
     if let Some(k) = &mut keep_best {
         callbacks.push(k);
+    }
+    let mut early = config.train.early_stopping.map(|e| {
+        let mut stop = EarlyStopping::new(e.monitor.monitor(), e.patience);
+        stop.min_delta = e.min_delta;
+        stop
+    });
+    if let Some(e) = &mut early {
+        callbacks.push(e);
     }
     let mut checkpoint = match checkpoint_dir {
         Some(dir) => {
@@ -220,18 +247,33 @@ fn fit(
         Some(state) => model.resume(data_pairs, options, state, callbacks)?,
         None => model.fit_with(data_pairs, options, callbacks)?,
     };
-    if let Some(k) = &keep_best
-        && let Some((epoch, spearman)) = k.best()
+    if let Some(e) = &early
+        && let Some(epoch) = e.stopped_at()
     {
         println!(
-            "kept epoch {epoch} of {} (best validation Spearman {:.2})",
-            options.epochs,
-            spearman * 100.0
+            "stopped early after epoch {epoch} ({} unimproved)",
+            e.monitor().name()
+        );
+    }
+    if let Some(k) = &keep_best
+        && let Some((epoch, value)) = k.best()
+    {
+        let name = k.monitor().name();
+        // Values are oriented higher-is-better: a loss or an error rate is negated.
+        let shown = match name.as_str() {
+            "val_spearman" => format!("{:.2}", value * 100.0),
+            "val_eer" => format!("{:.2}%", -value * 100.0),
+            "val_loss" => format!("{:.4}", -value),
+            _ => format!("{:.4}", value),
+        };
+        println!(
+            "kept epoch {epoch} of {} (best {name} {shown})",
+            history.epochs.len()
         );
         let per_epoch: Vec<f64> = k.values().to_vec();
         model.extra_mut().insert(
             "epoch_selection".into(),
-            serde_json::json!({ "epoch": epoch, "val_spearman": per_epoch }),
+            serde_json::json!({ "epoch": epoch, "monitor": name, "values": per_epoch }),
         );
     }
     Ok(history)

@@ -15,6 +15,8 @@ pub struct AffineParams {
     pub shift_x: f32,
     /// `t_y`, pixels, positive = down.
     pub shift_y: f32,
+    /// Mirror left–right first (`F = diag(−1, 1)`).
+    pub flip: bool,
 }
 
 impl Default for AffineParams {
@@ -26,6 +28,7 @@ impl Default for AffineParams {
             scale: 1.0,
             shift_x: 0.0,
             shift_y: 0.0,
+            flip: false,
         }
     }
 }
@@ -66,9 +69,10 @@ impl Affine {
         self.m
     }
 
-    /// The transform moving content by `p_out = c + t + R(θ)·H(φ)·s·(p_in − c)` in a
+    /// The transform moving content by `p_out = c + t + R(θ)·H(φ)·s·F·(p_in − c)` in a
     /// `width × height` image with centre `c = ((width − 1)/2, (height − 1)/2)`, stored as its
-    /// inverse `p_in = A⁻¹·p_out + (c − A⁻¹·(c + t))`, `A = R(θ)·H(φ)·s`.
+    /// inverse `p_in = A⁻¹·p_out + (c − A⁻¹·(c + t))`, `A = R(θ)·H(φ)·s·F` (`F = diag(−1, 1)`
+    /// with `flip`, else the identity).
     ///
     /// Rotations by multiples of 90° use exact sines and cosines, so on a square image they
     /// permute pixels exactly. A degenerate `A` (`s = 0`, non-finite parameters) yields a map
@@ -78,9 +82,11 @@ impl Affine {
         let tan = f64::from(params.shear_deg).to_radians().tan();
         let s = f64::from(params.scale);
         // A = R · H · s with R = [[cos, sin], [−sin, cos]], H = [[1, tan], [0, 1]].
-        let a00 = cos * s;
+        // F mirrors x: it negates A's first column.
+        let f = if params.flip { -1.0 } else { 1.0 };
+        let a00 = cos * s * f;
         let a01 = (cos * tan + sin) * s;
-        let a10 = -sin * s;
+        let a10 = -sin * s * f;
         let a11 = (cos - sin * tan) * s;
         let det = a00 * a11 - a01 * a10;
         // A⁻¹ = [[a11, −a01], [−a10, a00]] / det.

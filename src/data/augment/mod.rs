@@ -46,5 +46,7 @@ mod resample;
 mod tests;
 
 pub use affine::{Affine, AffineParams};
-pub use config::{AugmentConfig, MAX_ROTATION_DEG, MAX_SCALE, MAX_SHEAR_DEG, MAX_SHIFT};
+pub use config::{
+    AUGMENT_PRESETS, AugmentConfig, MAX_ROTATION_DEG, MAX_SCALE, MAX_SHEAR_DEG, MAX_SHIFT,
+};
 pub use resample::{augment_rows, random_affine};

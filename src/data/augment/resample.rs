@@ -110,7 +110,7 @@ pub fn random_affine(
     width: usize,
     height: usize,
 ) -> Affine {
-    if config.is_identity() {
+    if config.is_geometric_identity() {
         return Affine::identity();
     }
     let rotation_deg = symmetric(rng, config.rotation);
@@ -118,12 +118,15 @@ pub fn random_affine(
     let scale = 1.0 + symmetric(rng, config.scale);
     let shift_x = symmetric(rng, config.shift) * width as f32;
     let shift_y = symmetric(rng, config.shift) * height as f32;
+    // Drawn last, and only when asked, so configs without it draw what they always drew.
+    let flip = config.flip && rng.random_bool(0.5);
     let params = AffineParams {
         rotation_deg,
         shear_deg,
         scale,
         shift_x,
         shift_y,
+        flip,
     };
     Affine::about_centre(&params, width, height)
 }
@@ -154,9 +157,27 @@ pub fn augment_rows(
     }
     let mut scratch = vec![0.0f32; images.cols()];
     for row in images.data.chunks_exact_mut(width * height) {
-        let affine = random_affine(config, rng, width, height);
-        affine.apply(row, width, height, config.fill, &mut scratch);
-        row.copy_from_slice(&scratch);
+        if !config.is_geometric_identity() {
+            let affine = random_affine(config, rng, width, height);
+            affine.apply(row, width, height, config.fill, &mut scratch);
+            row.copy_from_slice(&scratch);
+        }
+        jitter(row, config, rng);
     }
     Ok(())
+}
+
+/// The photometric part: `p ← clamp(μ + c·(p − μ) + β, 0, 1)` with `c ~ U(1 − contrast,
+/// 1 + contrast)`, `β ~ U(−brightness, brightness)` (drawn in that order, each only when its
+/// range is not zero) and `μ` the image's mean.
+fn jitter(image: &mut [f32], config: &AugmentConfig, rng: &mut impl Rng) {
+    if config.brightness == 0.0 && config.contrast == 0.0 {
+        return;
+    }
+    let c = 1.0 + symmetric(rng, config.contrast);
+    let beta = symmetric(rng, config.brightness);
+    let mean = image.iter().map(|&p| p as f64).sum::<f64>() as f32 / image.len().max(1) as f32;
+    for p in image {
+        *p = (mean + c * (*p - mean) + beta).clamp(0.0, 1.0);
+    }
 }

@@ -29,6 +29,7 @@ fn full() -> AugmentConfig {
         scale: 0.1,
         shear: 10.0,
         fill: 0.0,
+        ..AugmentConfig::default()
     }
 }
 
@@ -284,6 +285,7 @@ fn centred_blob_keeps_its_mean_under_small_transforms() {
         scale: 0.1,
         shear: 5.0,
         fill: 0.0,
+        ..AugmentConfig::default()
     };
     augment_rows(
         &mut images,
@@ -324,6 +326,7 @@ fn validate_rejects_bad_values_naming_the_field() {
         scale: 0.99,
         shear: 79.9,
         fill: 1.0,
+        ..AugmentConfig::default()
     }
     .validate()
     .unwrap();
@@ -458,6 +461,7 @@ fn never_panics_on_extreme_valid_or_invalid_configs() {
         scale: 0.999,
         shear: 79.999,
         fill: 1.0,
+        ..AugmentConfig::default()
     };
     extreme.validate().unwrap();
     let mut images = ramp(50, 9, 7);
@@ -477,6 +481,7 @@ fn never_panics_on_extreme_valid_or_invalid_configs() {
         scale: f32::MAX,
         shear: f32::NAN,
         fill: 0.0,
+        ..AugmentConfig::default()
     };
     let mut rng = ChaCha8Rng::seed_from_u64(9);
     let src = ramp(1, 6, 6).into_vec();
@@ -507,4 +512,87 @@ fn config_reads_from_toml_with_defaults() {
     assert!(toml::from_str::<AugmentConfig>("zoom = 0.1").is_err());
     let empty: AugmentConfig = toml::from_str("").unwrap();
     assert!(empty.is_identity());
+}
+
+#[test]
+fn flips_mirror_exactly_and_jitter_keeps_the_mean_within_its_range() {
+    let (w, h) = (5, 3);
+    let img = ramp(1, w, h).row(0).to_vec();
+    let mirrored: Vec<f32> = (0..w * h)
+        .map(|i| img[(i / w) * w + (w - 1 - i % w)])
+        .collect();
+    let flip = AugmentConfig {
+        flip: true,
+        ..AugmentConfig::default()
+    };
+    let mut images = Matrix::new(64, w * h, img.repeat(64)).unwrap();
+    augment_rows(&mut images, w, h, &flip, &mut ChaCha8Rng::seed_from_u64(1)).unwrap();
+    let flipped = (0..64)
+        .filter(|&r| images.row(r) == mirrored.as_slice())
+        .count();
+    let kept = (0..64).filter(|&r| images.row(r) == img.as_slice()).count();
+    assert_eq!(flipped + kept, 64);
+    assert!(flipped > 16 && kept > 16, "{flipped} flipped of 64");
+
+    // Contrast about the mean (values stay inside [0, 1] here, so no clamping): the mean is
+    // kept and every deviation from it scales by one c in [0.8, 1.2].
+    let mid: Vec<f32> = img.iter().map(|p| 0.4 + 0.2 * p).collect();
+    let mean = mid.iter().sum::<f32>() / mid.len() as f32;
+    let contrast = AugmentConfig {
+        contrast: 0.2,
+        ..AugmentConfig::default()
+    };
+    let mut images = Matrix::new(16, w * h, mid.repeat(16)).unwrap();
+    augment_rows(
+        &mut images,
+        w,
+        h,
+        &contrast,
+        &mut ChaCha8Rng::seed_from_u64(2),
+    )
+    .unwrap();
+    let mut factors = Vec::new();
+    for r in 0..16 {
+        let row = images.row(r);
+        let m = row.iter().sum::<f32>() / row.len() as f32;
+        assert!((m - mean).abs() < 1e-5);
+        let c = (row[0] - mean) / (mid[0] - mean);
+        assert!((0.8 - 1e-4..=1.2 + 1e-4).contains(&c), "{c}");
+        for (p, q) in row.iter().zip(&mid) {
+            assert!((p - mean - c * (q - mean)).abs() < 1e-5);
+        }
+        factors.push(c);
+    }
+    assert!(factors.iter().any(|&c| c < 0.95) && factors.iter().any(|&c| c > 1.05));
+
+    // Brightness shifts and clamps to [0, 1].
+    let bright = AugmentConfig {
+        brightness: 0.5,
+        ..AugmentConfig::default()
+    };
+    let mut images = ramp(32, w, h);
+    augment_rows(
+        &mut images,
+        w,
+        h,
+        &bright,
+        &mut ChaCha8Rng::seed_from_u64(3),
+    )
+    .unwrap();
+    assert!(images.as_slice().iter().all(|p| (0.0..=1.0).contains(p)));
+    assert_ne!(images, ramp(32, w, h));
+    // Presets are valid, bad ranges are named.
+    for name in super::AUGMENT_PRESETS {
+        AugmentConfig::preset(name).unwrap().validate().unwrap();
+    }
+    let bad = AugmentConfig {
+        contrast: 1.5,
+        ..AugmentConfig::default()
+    };
+    assert!(
+        bad.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("augment.contrast")
+    );
 }

@@ -12,6 +12,8 @@
 //! error rate is where the interpolated ROC meets `FRR = FAR`. Thresholds are **calibrated on
 //! validation pairs** ([`calibrate`]) and then applied unchanged to test pairs.
 
+pub mod protocols;
+
 use serde::{Deserialize, Serialize};
 
 use crate::data::{label_is_similar as positive, predicts_similar};
