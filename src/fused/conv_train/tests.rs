@@ -191,31 +191,42 @@ fn both(
         seed: 9,
         ..FitOptions::new(epochs, 8)
     };
+    let (burn, host) = fit_both(net_config, &model, data, &options);
+    (
+        (burn.history.loss(), weights(&burn.network)),
+        (host.history.loss(), weights(&host.network)),
+    )
+}
+
+/// Trains on burn's path and on the host trainer (conv or MLP) from the same initial
+/// weights and dropout streams (two independent networks from seed 3).
+fn fit_both(
+    net_config: &SiameseConfig,
+    model: &ModelConfig,
+    data: PairData<'_>,
+    options: &FitOptions,
+) -> (train::FitOutcome, train::FitOutcome) {
     let hooks = || train::Hooks {
-        config: &model,
+        config: model,
         callbacks: Vec::new(),
         resume: None,
         host: false,
     };
-    // Two independent networks from the same seed (their dropout streams are their own).
+    let optimizer = &model.optimizer;
     let mut burn_opt = optimizer.init().unwrap();
     let burn = train::fit(
         init(net_config),
         &mut burn_opt,
         optimizer.lr(),
         data,
-        &options,
+        options,
         hooks(),
     )
     .unwrap();
     let net = init(net_config);
-    let trainer = ConvTrainer::new(&net, None, hyper(&optimizer, loss)).expect("covered");
-    let mut trainer = HostTrainer::Conv(trainer);
-    let host = train::fit_fused(net, &mut trainer, data, &options, hooks()).unwrap();
-    (
-        (burn.history.loss(), weights(&burn.network)),
-        (host.history.loss(), weights(&host.network)),
-    )
+    let mut trainer = HostTrainer::new(&net, None, hyper(optimizer, model.loss)).expect("covered");
+    let host = train::fit_fused(net, &mut trainer, data, options, hooks()).unwrap();
+    (burn, host)
 }
 
 /// Every gradient of one batch's loss, by burn's autodiff and by the conv trainer, in
@@ -721,25 +732,7 @@ fn mined_batches_and_schedules_train_as_burn_does() {
             optimizer: optimizer.clone(),
             seed: 3,
         };
-        let hooks = || train::Hooks {
-            config: &model,
-            callbacks: Vec::new(),
-            resume: None,
-            host: false,
-        };
-        let mut burn_opt = optimizer.init().unwrap();
-        let burn = train::fit(
-            init(net_config),
-            &mut burn_opt,
-            0.05,
-            data,
-            &options,
-            hooks(),
-        );
-        let burn = burn.unwrap();
-        let net = init(net_config);
-        let mut trainer = HostTrainer::new(&net, None, hyper(&optimizer, loss)).expect("covered");
-        let host = train::fit_fused(net, &mut trainer, data, &options, hooks()).unwrap();
+        let (burn, host) = fit_both(net_config, &model, data, &options);
         // 24 samples in batches of 2 × 3: 4 steps per epoch; the rates end below the base.
         let lrs: Vec<f64> = host.history.epochs.iter().filter_map(|e| e.lr).collect();
         assert_eq!(lrs.len(), 3, "{what}");
