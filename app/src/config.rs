@@ -481,6 +481,29 @@ impl RunConfig {
         if let Some(a) = &t.augment {
             a.validate()?;
         }
+        if let Some(name) = &t.augment_preset {
+            if t.augment.is_some() {
+                return Err(SiameseError::config(
+                    "train.augment_preset",
+                    "give either augment (the ranges) or augment_preset (named ranges), not both",
+                ));
+            }
+            siamese::data::augment::AugmentConfig::preset(name)
+                .map_err(|e| SiameseError::config("train.augment_preset", e.to_string()))?;
+        }
+        t.schedule.validate()?;
+        if let Some(s) = t.sampler
+            && (s.classes < 2 || s.per_class < 2)
+        {
+            return Err(SiameseError::config(
+                "train.sampler",
+                format!(
+                    "needs at least 2 classes and 2 per class (negatives and positives in every \
+                     batch), got classes = {}, per_class = {}",
+                    s.classes, s.per_class
+                ),
+            ));
+        }
         // The model: text encoders are built with the data's settings, the others for the
         // input the image settings imply (MLPs on any other width work the same).
         let model = match self.model.encoder.kind {
@@ -655,6 +678,48 @@ mod tests {
         assert_eq!(c.optimizer, OptimizerConfig::rmsprop());
         let m = c.model_config(784).unwrap();
         assert_eq!(m.network.encoder.input_dim(), 784);
+    }
+
+    /// Every run config shipped in `configs/` parses and passes the checks made before any
+    /// data is read (sampler, schedule, miner, keep_best and augmentation keys included).
+    #[test]
+    fn shipped_configs_parse_and_validate() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                let c = RunConfig::from_toml(&text, &path)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                if path.ends_with("att_mined.toml") {
+                    assert!(c.train.sampler.is_some() && c.loss.miner.is_some());
+                    assert!(!c.train.schedule.is_constant());
+                }
+                seen += 1;
+            }
+        }
+        assert!(seen >= 12, "{seen} configs");
+        // Checked before any data is read: an unknown preset, both augment forms, a bad
+        // schedule or sampler.
+        for (extra, key) in [
+            ("augment_preset = \"cats\"", "augment_preset"),
+            (
+                "augment_preset = \"faces\"\naugment = { flip = true }",
+                "not both",
+            ),
+            (
+                "schedule = { decay = { type = \"step\", every = 0, gamma = 0.5 } }",
+                "schedule.every",
+            ),
+            ("sampler = { classes = 1, per_class = 4 }", "train.sampler"),
+        ] {
+            let text = format!("[data]\nsource = \"mnist\"\npath = \"x\"\n[train]\n{extra}\n");
+            let err = RunConfig::from_toml(&text, std::path::Path::new("r.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{extra}: {err}");
+        }
     }
 
     #[test]
