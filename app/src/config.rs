@@ -313,6 +313,23 @@ fn default_threshold() -> f32 {
     0.5
 }
 
+impl TrainSection {
+    /// The augmentation ranges: `augment`, or the ranges of `augment_preset` (not both).
+    pub fn augment_config(&self) -> Result<Option<siamese::data::augment::AugmentConfig>> {
+        match (&self.augment, &self.augment_preset) {
+            (Some(_), Some(_)) => Err(SiameseError::config(
+                "train.augment_preset",
+                "give either augment (the ranges) or augment_preset (named ranges), not both",
+            )),
+            (Some(a), None) => Ok(Some(a.clone())),
+            (None, Some(name)) => siamese::data::augment::AugmentConfig::preset(name)
+                .map(Some)
+                .map_err(|e| SiameseError::config("train.augment_preset", e.to_string())),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
 impl Default for TrainSection {
     fn default() -> Self {
         Self {
@@ -481,28 +498,11 @@ impl RunConfig {
         if let Some(a) = &t.augment {
             a.validate()?;
         }
-        if let Some(name) = &t.augment_preset {
-            if t.augment.is_some() {
-                return Err(SiameseError::config(
-                    "train.augment_preset",
-                    "give either augment (the ranges) or augment_preset (named ranges), not both",
-                ));
-            }
-            siamese::data::augment::AugmentConfig::preset(name)
-                .map_err(|e| SiameseError::config("train.augment_preset", e.to_string()))?;
-        }
+        t.augment_config()?;
         t.schedule.validate()?;
-        if let Some(s) = t.sampler
-            && (s.classes < 2 || s.per_class < 2)
-        {
-            return Err(SiameseError::config(
-                "train.sampler",
-                format!(
-                    "needs at least 2 classes and 2 per class (negatives and positives in every \
-                     batch), got classes = {}, per_class = {}",
-                    s.classes, s.per_class
-                ),
-            ));
+        if let Some(s) = t.sampler {
+            siamese::data::sampler::PerClassSampler::check_shape(s.classes, s.per_class)
+                .map_err(|e| SiameseError::config("train.sampler", e.to_string()))?;
         }
         // The model: text encoders are built with the data's settings, the others for the
         // input the image settings imply (MLPs on any other width work the same).

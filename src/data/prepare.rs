@@ -539,31 +539,27 @@ fn from_samples(
         .check_finite(&config.path.display().to_string())?;
     let input_dim = all.samples.cols();
     let mut notes = Vec::new();
-    let fixed = [
-        test_samples.is_some(),
-        config.folds.is_some(),
-        config.test_classes_from.is_some(),
-    ];
-    if fixed.iter().filter(|&&f| f).count() > 1 {
-        return Err(SiameseError::config(
-            "data.test_classes_from",
-            "data.test_path, data.folds and data.test_classes_from each choose the test part; \
-             give one of them",
-        ));
-    }
-    let (train_all, test) = match (test_samples, config.folds) {
-        (None, None) if config.test_classes_from.is_some() => {
-            let from = config.test_classes_from.as_deref().unwrap_or_default();
-            let (train_idx, test_idx) = split_from_class(config, &all, from)?;
-            (subset(&all, &train_idx), subset(&all, &test_idx))
-        }
-        (Some(_), Some(_)) => {
+    // data.test_path, data.folds and data.test_classes_from each choose the test part.
+    let from = config.test_classes_from.as_deref();
+    let (train_all, test) = match (test_samples, config.folds, from) {
+        (Some(_), Some(_), _) => {
             return Err(SiameseError::config(
                 "data.folds",
                 "cannot be combined with data.test_path (the test part comes from one or the other)",
             ));
         }
-        (Some(test), None) => {
+        (Some(_), None, Some(_)) | (None, Some(_), Some(_)) => {
+            return Err(SiameseError::config(
+                "data.test_classes_from",
+                "cannot be combined with data.test_path or data.folds (each chooses the test \
+                 part)",
+            ));
+        }
+        (None, None, Some(from)) => {
+            let (train_idx, test_idx) = split_from_class(config, &all, from)?;
+            (subset(&all, &train_idx), subset(&all, &test_idx))
+        }
+        (Some(test), None, None) => {
             let (test, dropped) = drop_shared_classes(&all, test);
             if !dropped.is_empty() {
                 notes.push(format!(
@@ -582,12 +578,12 @@ fn from_samples(
             test.samples.check_finite("data.test_path")?;
             (all, test)
         }
-        (None, Some(folds)) => {
+        (None, Some(folds), None) => {
             let (train_idx, test_idx) =
                 pairs::split_fold(&split_groups(config, &all), folds, config.fold, seed)?;
             (subset(&all, &train_idx), subset(&all, &test_idx))
         }
-        (None, None) => {
+        (None, None, None) => {
             let (train_idx, test_idx) = split(config, &all, config.test_fraction, seed)?;
             (subset(&all, &train_idx), subset(&all, &test_idx))
         }

@@ -45,18 +45,7 @@ impl PerClassSampler {
     /// # Errors
     /// When `p` or `k` is below 2, or fewer than `p` classes have two samples or more.
     pub fn new(labels: &[usize], p: usize, k: usize) -> Result<Self> {
-        if p < 2 {
-            return Err(SiameseError::config(
-                "sampler.classes",
-                format!("a batch needs at least 2 classes (for negatives), got {p}"),
-            ));
-        }
-        if k < 2 {
-            return Err(SiameseError::config(
-                "sampler.per_class",
-                format!("a batch needs at least 2 samples per class (for positives), got {k}"),
-            ));
-        }
+        Self::check_shape(p, k)?;
         let classes = labels.iter().max().map_or(0, |m| m + 1);
         let mut by_class = vec![Vec::new(); classes];
         for (i, &c) in labels.iter().enumerate() {
@@ -80,6 +69,26 @@ impl PerClassSampler {
             p,
             k,
         })
+    }
+
+    /// Checks a batch shape before any labels are seen: `p` and `k` at least 2.
+    ///
+    /// # Errors
+    /// When `p` or `k` is below 2, naming the field.
+    pub fn check_shape(p: usize, k: usize) -> Result<()> {
+        if p < 2 {
+            return Err(SiameseError::config(
+                "sampler.classes",
+                format!("a batch needs at least 2 classes (for negatives), got {p}"),
+            ));
+        }
+        if k < 2 {
+            return Err(SiameseError::config(
+                "sampler.per_class",
+                format!("a batch needs at least 2 samples per class (for positives), got {k}"),
+            ));
+        }
+        Ok(())
     }
 
     /// Classes per batch.

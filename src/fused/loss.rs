@@ -101,13 +101,7 @@ impl HostLoss {
             LossKind::CosineMse => !weighted_l1 && network.distance() == Distance::Cosine,
             _ => !weighted_l1,
         };
-        let miner_fits = match miner {
-            None => true,
-            Some(m) => {
-                (m.is_triplet() && kind == LossKind::Triplet)
-                    || (m == Miner::HardNegative && kind == LossKind::Contrastive)
-            }
-        };
+        let miner_fits = miner.is_none_or(|m| m.fits(kind));
         (valid && miner_fits).then_some(Self {
             kind,
             distance: network.distance(),

@@ -40,6 +40,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::LossKind;
 use crate::error::{Result, SiameseError};
 
 /// Which pairs or triplets of a class-labelled batch the loss uses (see the module's
@@ -69,6 +70,16 @@ impl Miner {
     /// Whether the miner forms triplets (the triplet loss) rather than pairs (contrastive).
     pub fn is_triplet(self) -> bool {
         !matches!(self, Self::HardNegative)
+    }
+
+    /// Whether the miner goes with the loss `kind`: the triplet miners with the triplet loss,
+    /// hard-negative with the contrastive loss.
+    pub fn fits(self, kind: LossKind) -> bool {
+        match kind {
+            LossKind::Triplet => self.is_triplet(),
+            LossKind::Contrastive => !self.is_triplet(),
+            _ => false,
+        }
     }
 }
 

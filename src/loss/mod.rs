@@ -211,8 +211,7 @@ impl LossConfig {
         ContrastiveLoss::new(self.margin).validate()?;
         match (self.miner, self.kind) {
             (None, _) => Ok(()),
-            (Some(m), LossKind::Triplet) if m.is_triplet() => Ok(()),
-            (Some(Miner::HardNegative), LossKind::Contrastive) => Ok(()),
+            (Some(m), kind) if m.fits(kind) => Ok(()),
             (Some(m), kind) => Err(SiameseError::config(
                 "loss.miner",
                 format!(

@@ -72,7 +72,6 @@ pub fn fit(
     let (train, val) = train_and_validation(&split, options, train);
     let triplets = triplet_source(hooks.config, &network, train)?;
     let classes = class_source(hooks.config, options, &network, train)?;
-    let options = &with_sampler_batch(options);
     let device = network_device(&network);
     let mut stepper = BurnStepper {
         network,
@@ -111,7 +110,6 @@ pub fn fit_fused(
     let (train, val) = train_and_validation(&split, options, train);
     let triplets = triplet_source(hooks.config, &network, train)?;
     let classes = class_source(hooks.config, options, &network, train)?;
-    let options = &with_sampler_batch(options);
     let base_lr = trainer.lr() as f64;
     let mut stepper = FusedStepper {
         network,
@@ -191,17 +189,6 @@ fn class_source<'d>(
             }
             ClassSource::new(train, sampler).map(Some)
         }
-    }
-}
-
-/// The options with the sampler's batch size, when there is a sampler.
-fn with_sampler_batch(options: &FitOptions) -> FitOptions {
-    match &options.sampler {
-        Some(s) => FitOptions {
-            batch_size: s.batch_size(),
-            ..options.clone()
-        },
-        None => options.clone(),
     }
 }
 
@@ -309,7 +296,12 @@ fn run_epochs(
     mut hooks: Hooks<'_>,
 ) -> Result<(History, TrainState, Option<SiameseNetwork>)> {
     let n = stepper.items(train);
-    let steps = n.div_ceil(options.batch_size);
+    // A sampler's batches are its own size.
+    let batch_size = options
+        .sampler
+        .as_ref()
+        .map_or(options.batch_size, |s| s.batch_size());
+    let steps = n.div_ceil(batch_size);
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let mut augment_rng = ChaCha8Rng::seed_from_u64(options.seed ^ 0xA06_3E47);
     let mut order: Vec<usize> = (0..n).collect();
@@ -360,8 +352,8 @@ fn run_epochs(
                     .factor(epoch - 1, step, steps, options.epochs);
                 stepper.set_lr_factor(f);
             }
-            let start = step * options.batch_size;
-            let size = options.batch_size.min(n - start);
+            let start = step * batch_size;
+            let size = batch_size.min(n - start);
             let augment = options
                 .augment
                 .is_some()
@@ -375,9 +367,7 @@ fn run_epochs(
         let epoch_loss = batch_losses
             .iter()
             .enumerate()
-            .map(|(step, &l)| {
-                l as f64 * options.batch_size.min(n - step * options.batch_size) as f64
-            })
+            .map(|(step, &l)| l as f64 * batch_size.min(n - step * batch_size) as f64)
             .sum::<f64>() as f32
             / n as f32;
         let epoch_acc = crate::data::pair_accuracy(&distances, &labels_seen, options.threshold);

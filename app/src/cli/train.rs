@@ -141,7 +141,7 @@ fn fit_options(config: &RunConfig, data: &prepare::PreparedData) -> Result<FitOp
             .map_or(Validation::None, Validation::from),
         threshold: config.train.threshold,
         verbose: false,
-        augment: match (augment_config(config)?, &data.preprocessing.image) {
+        augment: match (config.train.augment_config()?, &data.preprocessing.image) {
             (Some(a), Some(img)) => Some(Augment {
                 config: a,
                 width: img.width,
@@ -174,22 +174,6 @@ fn fit_options(config: &RunConfig, data: &prepare::PreparedData) -> Result<FitOp
             }
         },
     })
-}
-
-/// The run's augmentation ranges: `augment`, or the ranges of `augment_preset`.
-fn augment_config(config: &RunConfig) -> Result<Option<siamese::data::augment::AugmentConfig>> {
-    use siamese::data::augment::AugmentConfig;
-    match (&config.train.augment, &config.train.augment_preset) {
-        (Some(_), Some(_)) => Err(SiameseError::config(
-            "train.augment_preset",
-            "give either augment (the ranges) or augment_preset (named ranges), not both",
-        )),
-        (Some(a), None) => Ok(Some(a.clone())),
-        (None, Some(name)) => AugmentConfig::preset(name)
-            .map(Some)
-            .map_err(|e| SiameseError::config("train.augment_preset", e.to_string())),
-        (None, None) => Ok(None),
-    }
 }
 
 /// Trains with the progress bars, the epoch choice of text sources (best validation
