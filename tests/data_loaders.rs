@@ -321,6 +321,55 @@ fn omniglot_test_folder_drops_alphabets_seen_in_training() {
 }
 
 #[test]
+fn omniglot_all_joins_both_sets_and_holds_out_whole_alphabets() {
+    let Some(dir) = dataset("omniglot") else {
+        return;
+    };
+    let alphabet = |n: &String| n.split('/').next().unwrap().to_string();
+    let mut validated = std::collections::BTreeSet::new();
+    for seed in 0..3 {
+        let c = run_config(&format!(
+            "[data]\nsource = \"images\"\npath = {:?}\nextra_paths = [{:?}]\n\
+             image_width = 8\nimage_height = 8\ninvert = true\npairing = \"random\"\n\
+             num_pairs = 100\nsplit = \"group\"\ntest_fraction = 0\nvalidation_fraction = 0.25\n",
+            dir.join("images_background_small1"),
+            dir.join("images_background_small2")
+        ));
+        let data = siamese::data::prepare::prepare(&c.data, seed).unwrap();
+        // Greek and Latin are in both sets (identical files): counted once.
+        assert!(
+            data.description[0].contains("skipped 50 classes")
+                && data.description[0].contains("Greek, Latin"),
+            "{:?}",
+            data.description
+        );
+        assert!(data.test.is_empty());
+        assert!(
+            data.description
+                .iter()
+                .any(|d| d == "test: none (data.test_fraction = 0)"),
+            "{:?}",
+            data.description
+        );
+        let train = sample_classes(&data.train);
+        let val = sample_classes(data.validation.as_ref().unwrap());
+        assert_eq!(train.len() + val.len(), 4840, "242 characters × 20 drawers");
+        let train_alphabets: std::collections::BTreeSet<String> =
+            train.iter().map(alphabet).collect();
+        let val_alphabets: std::collections::BTreeSet<String> = val.iter().map(alphabet).collect();
+        // round(8 alphabets × 0.25) = 2 whole alphabets for validation, unseen in training.
+        assert_eq!(val_alphabets.len(), 2, "{val_alphabets:?}");
+        assert_eq!(train_alphabets.len(), 6, "{train_alphabets:?}");
+        assert!(train_alphabets.is_disjoint(&val_alphabets));
+        validated.extend(val_alphabets);
+    }
+    assert!(
+        validated.len() > 2,
+        "seeds draw different alphabets: {validated:?}"
+    );
+}
+
+#[test]
 fn signature_folds_are_writer_disjoint() {
     let Some(dir) = dataset("signatures_sigcomp2011_dutch") else {
         return;

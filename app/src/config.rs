@@ -562,7 +562,7 @@ pairing = "keras"                # keras (mnist_siamese scheme) | random | all |
 # eval_pairing = "all"           # validation/test pairing, default: same as pairing
 num_pairs = 10000                # training pairs when pairing = "random"
 positive_ratio = 0.5             # fraction of similar pairs when pairing = "random"
-split = "sample"                 # sample | class (unseen identities at test time)
+split = "sample"                 # sample | class (unseen identities at test time) | group (unseen parent folders)
 test_fraction = 0.2              # held-out test part
 validation_fraction = 0.1        # part of the training samples used for validation
 # limit = 1000                   # use only the first N samples

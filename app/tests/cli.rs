@@ -541,6 +541,85 @@ fn image_folder_train_evaluate_one_shot_and_embed() {
     assert!((0.0..=1.0).contains(&acc));
     assert!(dir.join("model/eval/embeddings.png").exists());
 
+    // No test part: the validation part is reported, and evaluate asks for other data.
+    let o = siamese(
+        &[
+            "train",
+            "--source",
+            "images",
+            "--data",
+            "faces",
+            "--image-size",
+            "8x8",
+            "--split",
+            "class",
+            "--test-fraction",
+            "0",
+            "--validation-fraction",
+            "0.4",
+            "--pairing",
+            "random",
+            "--num-pairs",
+            "100",
+            "--epochs",
+            "1",
+            "--output",
+            "no_test",
+            "--quiet",
+        ],
+        dir,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("test: none (data.test_fraction = 0)"), "{out}");
+    assert!(out.contains("validation (no test part)"), "{out}");
+    assert!(dir.join("no_test/validation_report.json").exists());
+    assert!(!dir.join("no_test/report.json").exists());
+    let o = siamese(&["evaluate", "--model", "no_test"], dir);
+    assert_input_error(&o, &["no_test", "data.test_fraction = 0", "--images"]);
+
+    // Cross-dataset: a flat folder of extension-less 12×10 images named `subject.condition`
+    // (the Yale layout), resized to the model's 8×8 and paired exhaustively.
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    for c in 0..3u32 {
+        for (i, cond) in ["happy", "sad", "wink"].iter().enumerate() {
+            let img = image::GrayImage::from_fn(12, 10, |x, y| {
+                image::Luma([(c * 60 + x * 2 + y + i as u32 * 5).min(255) as u8])
+            });
+            let path = other.join(format!("subject{c:02}.{cond}"));
+            img.save_with_format(&path, image::ImageFormat::Png)
+                .unwrap();
+        }
+    }
+    let o = siamese(
+        &[
+            "evaluate",
+            "--model",
+            "model",
+            "--images",
+            "other",
+            "--identify",
+            "1",
+            "--out",
+            "cross",
+            "--no-plots",
+        ],
+        dir,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("cross/report.json")).unwrap()).unwrap();
+    assert_eq!(report["pairs"], 36, "9 images, every pair once");
+    assert_eq!(report["similar"], 9, "3 genuine pairs per subject");
+    assert_eq!(report["identification"]["identities"], 3);
+    assert_eq!(report["identification"]["probes"], 6);
+    let o = siamese(
+        &["evaluate", "--model", "model", "--images", "no-such-folder"],
+        dir,
+    );
+    assert_input_error(&o, &["no-such-folder"]);
+
     let o = siamese(
         &[
             "embed", "--model", "model", "--input", "faces", "--out", "emb.npy",

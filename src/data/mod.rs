@@ -8,6 +8,7 @@ pub mod pairs;
 pub mod prepare;
 pub mod sampler;
 pub mod spec;
+pub mod split;
 
 use crate::error::{Result, SiameseError};
 

@@ -16,7 +16,10 @@ use serde::{Deserialize, Serialize};
 use crate::data::LabelConvention;
 use crate::data::images::ImageOptions;
 use crate::data::pairs::{self, IndexPair};
-use crate::data::spec::{DataConfig, DataSource, Pairing, SplitBy};
+use crate::data::spec::{DataConfig, DataSource, Pairing};
+use crate::data::split::{
+    drop_shared_classes, merge, split, split_from_class, split_groups, subset,
+};
 use crate::data::{LabelledSamples, Matrix};
 use crate::data::{PairData, Pairs};
 use crate::error::{Result, SiameseError};
@@ -163,6 +166,19 @@ fn image_options(c: &DataConfig) -> ImageOptions {
     }
 }
 
+impl PreparedData {
+    /// `(width, height)` of the image samples: the image preprocessing's size, or the size
+    /// the samples were read at (MNIST's IDX files hold 28 × 28 images); `None` for vectors
+    /// and text. Augmentation needs it.
+    pub fn image_size(&self) -> Option<(usize, usize)> {
+        self.preprocessing
+            .image
+            .as_ref()
+            .map(|img| (img.width, img.height))
+            .or_else(|| self.train.samples().and_then(|s| s.image_size))
+    }
+}
+
 /// Loads, splits and pairs the data described by `config`, deterministically for `seed`.
 pub fn prepare(config: &DataConfig, seed: u64) -> Result<PreparedData> {
     let path = resolve_data_path(&config.path, config.data_root.as_deref())?;
@@ -176,12 +192,28 @@ pub fn prepare(config: &DataConfig, seed: u64) -> Result<PreparedData> {
                     crate::data::images::load_image_folder(path, &opts)
                 }
             };
-            let samples = limit(load(&path)?, config.limit);
+            let mut samples = load(&path)?;
+            let mut notes = Vec::new();
+            for extra in &config.extra_paths {
+                let more = load(&resolve_data_path(extra, config.data_root.as_deref())?)?;
+                let (more, dropped) = drop_shared_classes(&samples, more);
+                if !dropped.is_empty() {
+                    notes.push(format!(
+                        "{}: skipped {} classes already under {} ({})",
+                        extra.display(),
+                        dropped.len(),
+                        config.path.display(),
+                        parents(&dropped)
+                    ));
+                }
+                samples = merge(samples, more)?;
+            }
+            let samples = limit(samples, config.limit);
             let test = match &config.test_path {
                 Some(p) => Some(load(&resolve_data_path(p, config.data_root.as_deref())?)?),
                 None => None,
             };
-            from_samples(
+            let mut data = from_samples(
                 config,
                 samples,
                 test,
@@ -191,7 +223,10 @@ pub fn prepare(config: &DataConfig, seed: u64) -> Result<PreparedData> {
                     image: (config.source == DataSource::Images).then_some(opts),
                     text: None,
                 },
-            )
+            )?;
+            notes.append(&mut data.description);
+            data.description = notes;
+            Ok(data)
         }
         DataSource::Stsb | DataSource::Sick => prepare_text(config, &path),
         DataSource::Pairs | DataSource::PairList => {
@@ -226,6 +261,7 @@ pub fn prepare(config: &DataConfig, seed: u64) -> Result<PreparedData> {
 fn reject_sample_splits(config: &DataConfig, why: &str) -> Result<()> {
     for (field, set) in [
         ("data.test_path", config.test_path.is_some()),
+        ("data.extra_paths", !config.extra_paths.is_empty()),
         ("data.folds", config.folds.is_some()),
         ("data.test_classes_from", config.test_classes_from.is_some()),
     ] {
@@ -365,76 +401,6 @@ fn limit(s: LabelledSamples, limit: Option<usize>) -> LabelledSamples {
     }
 }
 
-fn subset(s: &LabelledSamples, idx: &[usize]) -> LabelledSamples {
-    LabelledSamples {
-        samples: s.samples.select_rows(idx),
-        labels: idx.iter().map(|&i| s.labels[i]).collect(),
-        class_names: s.class_names.clone(),
-        paths: if s.paths.is_empty() {
-            Vec::new()
-        } else {
-            idx.iter().map(|&i| s.paths[i].clone()).collect()
-        },
-        image_size: s.image_size,
-    }
-}
-
-/// The label each split keeps whole: the class, or with `pairing = "genuine-forgery"` the
-/// writer (a writer's genuine and forged classes stay together).
-fn split_groups(config: &DataConfig, s: &LabelledSamples) -> Vec<usize> {
-    if config.pairing == Pairing::GenuineForgery {
-        let groups = pairs::forgery_groups(&s.class_names, &config.forgery_suffix);
-        s.labels.iter().map(|&c| groups[c].0).collect()
-    } else {
-        s.labels.clone()
-    }
-}
-
-/// `(train, test)` sample indices with the test part the classes (writers) named `from` or
-/// later in string order (see [`DataConfig::test_classes_from`]).
-fn split_from_class(
-    config: &DataConfig,
-    s: &LabelledSamples,
-    from: &str,
-) -> Result<(Vec<usize>, Vec<usize>)> {
-    let writer_name = |c: usize| -> &str {
-        let name = s.class_names[c].as_str();
-        match config.pairing {
-            Pairing::GenuineForgery => name.strip_suffix(&config.forgery_suffix).unwrap_or(name),
-            _ => name,
-        }
-    };
-    let (train, test): (Vec<usize>, Vec<usize>) =
-        (0..s.labels.len()).partition(|&i| writer_name(s.labels[i]) < from);
-    if train.is_empty() || test.is_empty() {
-        return Err(SiameseError::config(
-            "data.test_classes_from",
-            format!(
-                "\"{from}\" leaves {} training and {} test samples; both parts need samples \
-                 (class names run from \"{}\" to \"{}\")",
-                train.len(),
-                test.len(),
-                s.class_names.first().map_or("", String::as_str),
-                s.class_names.last().map_or("", String::as_str)
-            ),
-        ));
-    }
-    Ok((train, test))
-}
-
-fn split(
-    config: &DataConfig,
-    s: &LabelledSamples,
-    fraction: f64,
-    seed: u64,
-) -> Result<(Vec<usize>, Vec<usize>)> {
-    let groups = split_groups(config, s);
-    match config.split {
-        SplitBy::Sample => pairs::split_by_sample(&groups, fraction, seed),
-        SplitBy::Class => pairs::split_by_class(&groups, fraction, seed),
-    }
-}
-
 fn build_pairs(
     config: &DataConfig,
     pairing: Pairing,
@@ -470,38 +436,6 @@ fn preview(names: &[String]) -> String {
         out.push_str(&format!(", … ({} in all)", names.len()));
     }
     out
-}
-
-/// Drops from `test` the classes whose name also names a class of `train`, returning the
-/// dropped names.
-fn drop_shared_classes(
-    train: &LabelledSamples,
-    test: LabelledSamples,
-) -> (LabelledSamples, Vec<String>) {
-    let shared: Vec<bool> = test
-        .class_names
-        .iter()
-        .map(|n| train.class_names.contains(n))
-        .collect();
-    let keep: Vec<usize> = (0..test.labels.len())
-        .filter(|&i| !shared[test.labels[i]])
-        .collect();
-    let mut dropped = Vec::new();
-    let mut class_names = Vec::new();
-    let mut new_label = vec![usize::MAX; test.class_names.len()];
-    for (c, name) in test.class_names.iter().enumerate() {
-        if shared[c] {
-            dropped.push(name.clone());
-        } else {
-            new_label[c] = class_names.len();
-            class_names.push(name.clone());
-        }
-    }
-    let mut kept = subset(&test, &keep);
-    kept.labels = kept.labels.iter().map(|&c| new_label[c]).collect();
-    kept.class_names = class_names;
-    dropped.sort();
-    (kept, dropped)
 }
 
 /// Groups of class names by their parent folder (`Greek/character01` → `Greek`), for the
@@ -583,6 +517,12 @@ fn from_samples(
                 pairs::split_fold(&split_groups(config, &all), folds, config.fold, seed)?;
             (subset(&all, &train_idx), subset(&all, &test_idx))
         }
+        // No test part: every sample trains (or validates); the model is evaluated later on
+        // other data (`siamese evaluate --images`).
+        (None, None, None) if config.test_fraction == 0.0 => {
+            let none = subset(&all, &[]);
+            (all, none)
+        }
         (None, None, None) => {
             let (train_idx, test_idx) = split(config, &all, config.test_fraction, seed)?;
             (subset(&all, &train_idx), subset(&all, &test_idx))
@@ -612,13 +552,17 @@ fn from_samples(
         config.num_pairs,
         seed.wrapping_add(10),
     )?;
-    let test_pairs = build_pairs(
-        config,
-        eval_pairing,
-        &test,
-        share(&test),
-        seed.wrapping_add(11),
-    )?;
+    let test_pairs = if test.is_empty() {
+        Vec::new()
+    } else {
+        build_pairs(
+            config,
+            eval_pairing,
+            &test,
+            share(&test),
+            seed.wrapping_add(11),
+        )?
+    };
     let val_pairs = match &val {
         Some(v) => Some(build_pairs(
             config,
@@ -643,7 +587,11 @@ fn from_samples(
     if let (Some(v), Some(p)) = (&val, &val_pairs) {
         description.push(describe("validation", v, p));
     }
-    description.push(describe("test", &test, &test_pairs));
+    description.push(if test.is_empty() {
+        "test: none (data.test_fraction = 0)".to_string()
+    } else {
+        describe("test", &test, &test_pairs)
+    });
     Ok(PreparedData {
         train: PairSet::Indexed {
             samples: train,
@@ -676,6 +624,12 @@ fn from_pairs(
             "{} holds no pairs",
             config.path.display()
         )));
+    }
+    if config.test_fraction == 0.0 {
+        return Err(SiameseError::config(
+            "data.test_fraction",
+            "0 (no test part) applies to class-labelled samples, not to ready-made pairs",
+        ));
     }
     let (train_idx, test_idx) = pairs::split_indices(n, config.test_fraction, seed)?;
     let (train_idx, val_idx) = if config.validation_fraction > 0.0 {

@@ -47,6 +47,9 @@ pub enum SplitBy {
     Sample,
     /// By class: test (and validation) identities are unseen in training.
     Class,
+    /// By group of classes, the classes' parent folder (Omniglot alphabets): whole groups go
+    /// to the test (and validation) parts, so their scripts are unseen in training.
+    Group,
 }
 
 /// Where a run's data comes from and how it becomes train / validation / test pairs (the
@@ -87,7 +90,9 @@ pub struct DataConfig {
     /// How the test (and validation) parts are split off.
     #[serde(default = "default_split")]
     pub split: SplitBy,
-    /// Fraction of samples (or classes, or pairs) held out for the test.
+    /// Fraction of samples (or classes, groups, or pairs) held out for the test; `0` for
+    /// no test part (class-labelled sources: every sample trains or validates, and the model
+    /// is evaluated on other data later).
     #[serde(default = "default_test_fraction")]
     pub test_fraction: f64,
     /// Fraction of the remaining training part held out for validation (0 = none).
@@ -99,6 +104,12 @@ pub struct DataConfig {
     /// Label convention of a pair list.
     #[serde(default)]
     pub pair_labels: LabelConvention,
+    /// More folders of the same kind whose classes join those under `path` (image and MNIST
+    /// sources), e.g. both Omniglot background-small sets; a class whose name is already
+    /// under `path` (or an earlier extra folder) is skipped, so duplicated alphabets count
+    /// once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_paths: Vec<std::path::PathBuf>,
     /// A separate folder for the test part (image and MNIST sources): train and validation
     /// come from `path`, the test from here, and `test_fraction` is not used. Classes whose
     /// name also appears under `path` are dropped from the test (e.g. the Greek and Latin

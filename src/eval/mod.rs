@@ -442,26 +442,7 @@ pub fn one_shot_trials_within(
     Ok(out)
 }
 
-/// The group of each class from its name's parent folder (`Greek/character01` → `Greek`);
-/// returns `(group of each class, group names)`. Names without a `/` form one group each
-/// with the empty parent.
-pub fn parent_groups(class_names: &[String]) -> (Vec<usize>, Vec<String>) {
-    let mut names: Vec<String> = Vec::new();
-    let groups = class_names
-        .iter()
-        .map(|n| {
-            let parent = n.rsplit_once('/').map_or("", |(p, _)| p);
-            match names.iter().position(|g| g == parent) {
-                Some(g) => g,
-                None => {
-                    names.push(parent.to_string());
-                    names.len() - 1
-                }
-            }
-        })
-        .collect();
-    (groups, names)
-}
+pub use crate::data::split::parent_groups;
 
 /// Fraction of trials whose nearest candidate (by `distance(query, candidate)`) is correct.
 pub fn one_shot_accuracy(trials: &[Trial], mut distance: impl FnMut(usize, usize) -> f32) -> f64 {

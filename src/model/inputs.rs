@@ -29,7 +29,7 @@
 use std::path::{Path, PathBuf};
 
 use super::Siamese;
-use crate::data::prepare::Preprocessing;
+use crate::data::prepare::{PairSet, Preprocessing};
 use crate::data::tokenize::TextTokenizer;
 use crate::data::{Matrix, PairData, predicts_similar};
 use crate::error::{Result, SiameseError};
@@ -151,6 +151,17 @@ impl Siamese {
     /// Rows for image files, in order, with the stored image preprocessing.
     pub fn load_images(&self, paths: &[PathBuf]) -> Result<Matrix> {
         crate::data::images::load_many(paths, self.image_options()?)
+    }
+
+    /// A class-labelled image folder read with the stored image preprocessing (one
+    /// sub-folder per class, or flat files named `class.condition` like the Yale faces; see
+    /// [`crate::data::images::scan_image_folder`]) and every pair of its images
+    /// ([`crate::data::pairs::all_pairs`]): how a model is checked on a dataset it was not
+    /// trained on, for verification, identification and one-shot trials alike.
+    pub fn labelled_image_folder(&self, dir: impl AsRef<Path>) -> Result<PairSet> {
+        let samples = crate::data::images::load_image_folder(dir.as_ref(), self.image_options()?)?;
+        let pairs = crate::data::pairs::all_pairs(&samples.labels);
+        Ok(PairSet::Indexed { samples, pairs })
     }
 
     /// The rows in `path`, as the command line reads them: sentences one per line for a text

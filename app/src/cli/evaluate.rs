@@ -41,9 +41,10 @@ fn load_pair_data(model: &Siamese, data: &Path, pair_labels: LabelConvention) ->
 pub fn evaluate(args: &EvaluateArgs, device: &Device) -> Result<()> {
     let model = super::with_env(Siamese::load(&args.model, device)?);
     // The pairs to evaluate and, for a rebuilt run, the labelled test samples.
-    let test: PairSet = match &args.data {
-        Some(path) => PairSet::Dense(load_pair_data(&model, path, args.pair_labels)?),
-        None => {
+    let test: PairSet = match (&args.data, &args.images) {
+        (Some(path), _) => PairSet::Dense(load_pair_data(&model, path, args.pair_labels)?),
+        (None, Some(dir)) => model.labelled_image_folder(resolve(dir)?)?,
+        (None, None) => {
             let run = RunConfig::from_model(&model, &args.model).map_err(|_| {
                 SiameseError::invalid(
                     args.model.display().to_string(),
@@ -53,6 +54,13 @@ pub fn evaluate(args: &EvaluateArgs, device: &Device) -> Result<()> {
             let mut spec = run.data.clone();
             spec.data_root = super::data_root();
             let data = prepare::prepare(&spec, run.train.seed)?;
+            if data.test.is_empty() {
+                return Err(SiameseError::invalid(
+                    args.model.display().to_string(),
+                    "was trained without a test part (data.test_fraction = 0); evaluate it \
+                     on other data with --images or --data",
+                ));
+            }
             data.test
         }
     };
@@ -72,7 +80,7 @@ pub fn evaluate(args: &EvaluateArgs, device: &Device) -> Result<()> {
     let mut report = super::train::verification_report(&model, pairs, &threshold)?;
     if let Some(ways) = args.one_shot {
         let s = samples.ok_or_else(|| {
-            SiameseError::config("one-shot", "needs class-labelled test samples: evaluate a run of an image or MNIST source without --data")
+            SiameseError::config("one-shot", "needs class-labelled test samples: evaluate a run of an image or MNIST source without --data, or pass --images")
         })?;
         let groups = args
             .within_group
@@ -127,7 +135,7 @@ pub fn evaluate(args: &EvaluateArgs, device: &Device) -> Result<()> {
             SiameseError::config(
                 "identify",
                 "identification and references need class-labelled test samples: evaluate a \
-                 run of an image or MNIST source without --data",
+                 run of an image or MNIST source without --data, or pass --images",
             )
         })?;
         if let Some(per_class) = args.identify {

@@ -136,8 +136,14 @@ pub struct EvaluateArgs {
     /// Labelled pairs: a folder with a.npy, b.npy, labels.npy, an .npz, or a pair-list CSV.
     /// Without it, the held-out test part of the model's own training run is rebuilt (same
     /// data, split and seed) and evaluated.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "images")]
     pub data: Option<PathBuf>,
+    /// A class-labelled image folder (one sub-folder per class, or files named
+    /// `class.condition` like the Yale faces) read with the model's image preprocessing;
+    /// every pair of its images is evaluated, and one-shot, identification and references
+    /// run on its samples: the cross-dataset check.
+    #[arg(long)]
+    pub images: Option<PathBuf>,
     /// Decision threshold; default: the one calibrated on validation pairs at training.
     #[arg(long)]
     pub threshold: Option<f32>,

@@ -101,20 +101,32 @@ pub fn train(args: TrainArgs, device: &Device) -> Result<()> {
         .threshold()
         .cloned()
         .ok_or_else(|| SiameseError::Runtime("the model has no threshold".into()))?;
-    let mut report = verification_report(&model, data.test.data(), &threshold)?;
-    if let Some(text) = &data.text {
-        let (p, s) = model.correlations(data.test.data(), &text.test_scores)?;
-        report.pearson = Some(p);
-        report.spearman = Some(s);
-    }
-    println!("\ntest ({seconds:.1}s of training):\n{}", report.table());
-    let files = vec![
-        ("history.csv", history.to_csv().into_bytes()),
-        (
-            "report.json",
-            serde_json::to_vec_pretty(&report).map_err(|e| SiameseError::Runtime(e.to_string()))?,
+    // Without a test part (data.test_fraction = 0) the validation part is reported instead,
+    // as validation_report.json.
+    let (part, pairs, name) = match (&data.validation, data.test.is_empty()) {
+        (Some(v), true) => (
+            "validation (no test part)",
+            v.data(),
+            "validation_report.json",
         ),
-    ];
+        _ => ("test", data.test.data(), "report.json"),
+    };
+    let mut files = vec![("history.csv", history.to_csv().into_bytes())];
+    if pairs.is_empty() {
+        println!("\nno test or validation part ({seconds:.1}s of training)");
+    } else {
+        let mut report = verification_report(&model, pairs, &threshold)?;
+        if let Some(text) = &data.text {
+            let (p, s) = model.correlations(data.test.data(), &text.test_scores)?;
+            report.pearson = Some(p);
+            report.spearman = Some(s);
+        }
+        println!("\n{part} ({seconds:.1}s of training):\n{}", report.table());
+        files.push((
+            name,
+            serde_json::to_vec_pretty(&report).map_err(|e| SiameseError::Runtime(e.to_string()))?,
+        ));
+    }
     let extra = model.extra_mut();
     extra.insert("run".into(), json(&config)?);
     extra.insert("train_seconds".into(), json(&seconds)?);
@@ -141,16 +153,16 @@ fn fit_options(config: &RunConfig, data: &prepare::PreparedData) -> Result<FitOp
             .map_or(Validation::None, Validation::from),
         threshold: config.train.threshold,
         verbose: false,
-        augment: match (config.train.augment_config()?, &data.preprocessing.image) {
-            (Some(a), Some(img)) => Some(Augment {
+        augment: match (config.train.augment_config()?, data.image_size()) {
+            (Some(a), Some((width, height))) => Some(Augment {
                 config: a,
-                width: img.width,
-                height: img.height,
+                width,
+                height,
             }),
             (Some(_), None) => {
                 return Err(SiameseError::config(
                     "train.augment",
-                    "augmentation needs an image source (images or pair-list)",
+                    "augmentation needs image samples (an images, mnist or pair-list source)",
                 ));
             }
             (None, _) => None,
