@@ -53,6 +53,11 @@ pub struct EncoderSpec {
     /// Text: pretrained word vectors (GloVe / word2vec text format) for the embeddings.
     #[serde(default)]
     pub pretrained: Option<std::path::PathBuf>,
+    /// Pretrained: the sentence-transformers / Hugging Face model directory to fine-tune
+    /// (`type = "pretrained"`); its dropout is the directory's `hidden_dropout_prob` unless
+    /// `dropout` is set above 0 here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<std::path::PathBuf>,
 }
 
 fn default_embed_dim() -> usize {
@@ -76,6 +81,8 @@ pub enum EncoderKind {
     Conv,
     /// Token embeddings (+ LSTM / GRU / transformer) on sentences.
     Text,
+    /// A pretrained sentence encoder (BERT family) read from `path`, fine-tuned on sentences.
+    Pretrained,
 }
 
 impl Default for EncoderSpec {
@@ -93,6 +100,7 @@ impl Default for EncoderSpec {
             pooling: Default::default(),
             output: None,
             pretrained: None,
+            path: None,
         }
     }
 }
@@ -147,10 +155,11 @@ impl EncoderSpec {
                 config.validate()?;
                 siamese::encoder::EncoderConfig::Conv(config)
             }
-            EncoderKind::Text => {
+            EncoderKind::Text | EncoderKind::Pretrained => {
                 return Err(SiameseError::config(
                     "model.encoder",
-                    "a text encoder needs a text source (stsb, sick) and its tokenizer",
+                    "a text or pretrained encoder needs a text source (stsb, sick) and its \
+                     tokenizer",
                 ));
             }
         })
@@ -480,8 +489,39 @@ impl RunConfig {
         t.calibrate
             .parse::<siamese::eval::Objective>()
             .map_err(|e| SiameseError::config("train.calibrate", e.to_string()))?;
-        if t.epochs == 0 {
-            return Err(SiameseError::config("train.epochs", "must be at least 1"));
+        // A pretrained encoder may be evaluated as it is (zero-shot).
+        if t.epochs == 0 && self.model.encoder.kind != EncoderKind::Pretrained {
+            return Err(SiameseError::config(
+                "train.epochs",
+                "must be at least 1 (0 only evaluates a pretrained encoder as it is)",
+            ));
+        }
+        match (self.model.encoder.kind, &self.model.encoder.path) {
+            (EncoderKind::Pretrained, None) => {
+                return Err(SiameseError::config(
+                    "model.encoder.path",
+                    "type = \"pretrained\" needs the model directory (a sentence-transformers \
+                     folder, e.g. from tools/fetch_minilm.py)",
+                ));
+            }
+            (EncoderKind::Pretrained, Some(_))
+                if !matches!(
+                    self.data.source,
+                    siamese::data::DataSource::Stsb | siamese::data::DataSource::Sick
+                ) =>
+            {
+                return Err(SiameseError::config(
+                    "model.encoder.type",
+                    "a pretrained sentence encoder trains on a text source (stsb, sick)",
+                ));
+            }
+            (kind, Some(_)) if kind != EncoderKind::Pretrained => {
+                return Err(SiameseError::config(
+                    "model.encoder.path",
+                    "is the directory of type = \"pretrained\"",
+                ));
+            }
+            _ => {}
         }
         if t.batch_size == 0 {
             return Err(SiameseError::config(
@@ -508,6 +548,11 @@ impl RunConfig {
         // input the image settings imply (MLPs on any other width work the same).
         let model = match self.model.encoder.kind {
             EncoderKind::Text => self.model_config_with(d.max_len, Some(d.vocab_size)),
+            // Read with the directory when the run starts.
+            EncoderKind::Pretrained => {
+                self.optimizer.validate()?;
+                return self.loss.validate();
+            }
             _ => self.model_config(d.image_width * d.image_height),
         }?;
         model.validate()

@@ -59,8 +59,8 @@ pub fn resolve_data_path(path: &Path, root: Option<&Path>) -> Result<PathBuf> {
 /// `embed` on new images preprocess them the same way.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Preprocessing {
-    /// The source kind the model was trained on.
-    pub source: DataSource,
+    /// The source kind the model was trained on; none for a pretrained model used as it is.
+    pub source: Option<DataSource>,
     /// Image preprocessing, for image sources.
     pub image: Option<ImageOptions>,
     /// Text preprocessing, for text sources (the tokenizer itself is saved beside the model
@@ -80,6 +80,10 @@ pub struct TextPreprocessing {
     pub score_range: (f32, f32),
     /// Binary labels `score ≥ t` instead, when set.
     pub label_threshold: Option<f32>,
+    /// Whether rows carry the tokenizer's special tokens (`[CLS] … [SEP]`: pretrained
+    /// encoders).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub special_tokens: bool,
 }
 
 /// What a text source adds to its pairs: the tokenizer and the gold scores.
@@ -181,6 +185,17 @@ impl PreparedData {
 
 /// Loads, splits and pairs the data described by `config`, deterministically for `seed`.
 pub fn prepare(config: &DataConfig, seed: u64) -> Result<PreparedData> {
+    prepare_with(config, seed, None)
+}
+
+/// [`prepare`], with a text source's sentences tokenised by `tokenizer` (a pretrained
+/// model's, [`crate::model::Siamese::tokenizer`]) instead of one trained on the training
+/// sentences or read from `data.tokenizer`; rows then hold the tokenizer's `max_len` ids.
+pub fn prepare_with(
+    config: &DataConfig,
+    seed: u64,
+    tokenizer: Option<crate::data::tokenize::TextTokenizer>,
+) -> Result<PreparedData> {
     let path = resolve_data_path(&config.path, config.data_root.as_deref())?;
     match config.source {
         DataSource::Mnist | DataSource::Images => {
@@ -219,7 +234,7 @@ pub fn prepare(config: &DataConfig, seed: u64) -> Result<PreparedData> {
                 test,
                 seed,
                 Preprocessing {
-                    source: config.source,
+                    source: Some(config.source),
                     image: (config.source == DataSource::Images).then_some(opts),
                     text: None,
                 },
@@ -228,7 +243,7 @@ pub fn prepare(config: &DataConfig, seed: u64) -> Result<PreparedData> {
             data.description = notes;
             Ok(data)
         }
-        DataSource::Stsb | DataSource::Sick => prepare_text(config, &path),
+        DataSource::Stsb | DataSource::Sick => prepare_text(config, &path, tokenizer),
         DataSource::Pairs | DataSource::PairList => {
             reject_sample_splits(
                 config,
@@ -248,7 +263,7 @@ pub fn prepare(config: &DataConfig, seed: u64) -> Result<PreparedData> {
                 all,
                 seed,
                 Preprocessing {
-                    source: config.source,
+                    source: Some(config.source),
                     image,
                     text: None,
                 },
@@ -299,7 +314,11 @@ fn read_text_splits(config: &DataConfig, path: &Path) -> Result<(TextSplits, (f3
 
 /// Loads a text source: its published splits, a tokenizer (trained on the training sentences
 /// only, or loaded), and labels from the gold scores.
-fn prepare_text(config: &DataConfig, path: &Path) -> Result<PreparedData> {
+fn prepare_text(
+    config: &DataConfig,
+    path: &Path,
+    given: Option<crate::data::tokenize::TextTokenizer>,
+) -> Result<PreparedData> {
     use crate::data::tokenize::TextTokenizer;
     reject_sample_splits(
         config,
@@ -309,12 +328,13 @@ fn prepare_text(config: &DataConfig, path: &Path) -> Result<PreparedData> {
     if let Some(n) = config.limit {
         train.truncate(n);
     }
-    let tokenizer = match &config.tokenizer {
-        Some(p) => TextTokenizer::from_file(
+    let tokenizer = match (given, &config.tokenizer) {
+        (Some(t), _) => t,
+        (None, Some(p)) => TextTokenizer::from_file(
             &resolve_data_path(p, config.data_root.as_deref())?,
             config.max_len,
         )?,
-        None => {
+        (None, None) => {
             let sentences: Vec<&str> = train
                 .iter()
                 .flat_map(|p| [p.a.as_str(), p.b.as_str()])
@@ -349,11 +369,12 @@ fn prepare_text(config: &DataConfig, path: &Path) -> Result<PreparedData> {
         format!(
             "tokenizer: {} ids ({}), {} tokens per sentence ({} training sentences longer)",
             tokenizer.vocab_size(),
-            match &config.tokenizer {
-                Some(p) => format!("loaded from {}", p.display()),
-                None => "WordPiece trained on the training sentences".into(),
+            match (&config.tokenizer, tokenizer.special_tokens()) {
+                (_, true) => "the pretrained model's, with its special tokens".into(),
+                (Some(p), false) => format!("loaded from {}", p.display()),
+                (None, false) => "WordPiece trained on the training sentences".into(),
             },
-            config.max_len,
+            tokenizer.max_len(),
             truncated
         ),
         describe("train", &train),
@@ -361,20 +382,21 @@ fn prepare_text(config: &DataConfig, path: &Path) -> Result<PreparedData> {
         describe("test", &test),
     ];
     let preprocessing = Preprocessing {
-        source: config.source,
+        source: Some(config.source),
         image: None,
         text: Some(TextPreprocessing {
-            max_len: config.max_len,
+            max_len: tokenizer.max_len(),
             vocab_size: tokenizer.vocab_size(),
             score_range: (low, high),
             label_threshold: config.label_threshold,
+            special_tokens: tokenizer.special_tokens(),
         }),
     };
     Ok(PreparedData {
         train: PairSet::Dense(train_pairs),
         validation: Some(PairSet::Dense(encode(&val)?.0)),
         test: PairSet::Dense(encode(&test)?.0),
-        input_dim: config.max_len,
+        input_dim: tokenizer.max_len(),
         preprocessing,
         description,
         text: Some(TextData {

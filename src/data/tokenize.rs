@@ -43,6 +43,7 @@ pub const UNK: &str = "[UNK]";
 pub struct TextTokenizer {
     inner: Tokenizer,
     max_len: usize,
+    special_tokens: bool,
 }
 
 impl std::fmt::Debug for TextTokenizer {
@@ -110,6 +111,7 @@ impl TextTokenizer {
         Ok(Self {
             inner: tok.into(),
             max_len,
+            special_tokens: false,
         })
     }
 
@@ -130,7 +132,44 @@ impl TextTokenizer {
         }
         let inner = Tokenizer::from_bytes(bytes)
             .map_err(|e| SiameseError::invalid("tokenizer.json", e.to_string()))?;
-        Ok(Self { inner, max_len })
+        Ok(Self {
+            inner,
+            max_len,
+            special_tokens: false,
+        })
+    }
+
+    /// A pretrained model's `tokenizer.json` used as the model was trained: its special
+    /// tokens added by its post-processor (`[CLS] … [SEP]` for BERT), rows truncated to
+    /// `max_len` tokens special tokens included (the sequence is cut, `[SEP]` kept), no
+    /// padding of its own.
+    ///
+    /// # Errors
+    /// As [`Self::from_file`].
+    pub fn pretrained(path: &Path, max_len: usize) -> Result<Self> {
+        Self::from_file(path, max_len)?
+            .with_special_tokens(true)
+            .map_err(|e| SiameseError::format(path, e.to_string()))
+    }
+
+    /// Adds the tokenizer's special tokens to every row (and truncates as
+    /// [`Self::pretrained`] does), or not (the default: plain token ids).
+    pub fn with_special_tokens(mut self, on: bool) -> Result<Self> {
+        self.special_tokens = on;
+        let truncation = on.then(|| tokenizers::TruncationParams {
+            max_length: self.max_len,
+            ..Default::default()
+        });
+        self.inner
+            .with_truncation(truncation)
+            .map_err(|e| tok_err("cannot set truncation", e))?;
+        self.inner.with_padding(None);
+        Ok(self)
+    }
+
+    /// Whether rows carry the tokenizer's special tokens.
+    pub fn special_tokens(&self) -> bool {
+        self.special_tokens
     }
 
     /// The tokenizer as `tokenizer.json` bytes.
@@ -182,10 +221,10 @@ impl TextTokenizer {
         for (r, s) in sentences.iter().enumerate() {
             let e = self
                 .inner
-                .encode(s.as_ref(), false)
+                .encode(s.as_ref(), self.special_tokens)
                 .map_err(|e| tok_err(format!("cannot tokenise sentence {r}"), e))?;
             let ids = e.get_ids();
-            truncated += usize::from(ids.len() > self.max_len);
+            truncated += usize::from(ids.len() > self.max_len || !e.get_overflowing().is_empty());
             for (c, &id) in ids.iter().take(self.max_len).enumerate() {
                 data[r * self.max_len + c] = (id + 1) as f32;
             }

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SiameseError};
 
+pub mod bert;
 pub mod conv;
 pub mod text;
 
@@ -335,6 +336,8 @@ pub enum EncoderConfig {
     Conv(ConvEncoderConfig),
     /// A text encoder on rows of token ids.
     Text(text::TextEncoderConfig),
+    /// A BERT-family transformer on rows of token ids (pretrained sentence encoders).
+    Bert(bert::BertEncoderConfig),
 }
 
 impl EncoderConfig {
@@ -344,6 +347,7 @@ impl EncoderConfig {
             Self::Mlp(c) => c.validate(),
             Self::Conv(c) => c.validate(),
             Self::Text(c) => c.validate(),
+            Self::Bert(c) => c.validate(),
         }
     }
 
@@ -353,6 +357,7 @@ impl EncoderConfig {
             Self::Mlp(c) => c.input_dim,
             Self::Conv(c) => c.input_dim(),
             Self::Text(c) => c.max_len,
+            Self::Bert(c) => c.max_len,
         }
     }
 
@@ -362,6 +367,7 @@ impl EncoderConfig {
             Self::Mlp(c) => c.output_dim(),
             Self::Conv(c) => c.output_dim().unwrap_or(0),
             Self::Text(c) => c.output_dim(),
+            Self::Bert(c) => c.output_dim(),
         }
     }
 
@@ -371,6 +377,7 @@ impl EncoderConfig {
             Self::Mlp(c) => Encoder::Mlp(c.init(device, seed)?),
             Self::Conv(c) => Encoder::Conv(c.init(device, seed)?),
             Self::Text(c) => Encoder::Text(c.init(device, seed)?),
+            Self::Bert(c) => Encoder::Bert(c.init(device, seed)?),
         })
     }
 
@@ -407,6 +414,7 @@ impl EncoderConfig {
             }
             Self::Conv(c) => c.layer_rows(),
             Self::Text(c) => c.layer_rows(),
+            Self::Bert(c) => c.layer_rows(),
         }
     }
 }
@@ -422,6 +430,8 @@ pub enum Encoder {
     Conv(ConvEncoder),
     /// A text encoder.
     Text(text::TextEncoder),
+    /// A BERT-family transformer.
+    Bert(bert::BertEncoder),
 }
 
 impl Encoder {
@@ -431,6 +441,7 @@ impl Encoder {
             Self::Mlp(m) => m.reseed(seed),
             Self::Conv(m) => m.reseed(seed),
             Self::Text(m) => m.reseed(seed),
+            Self::Bert(m) => m.reseed(seed),
         }
     }
 
@@ -440,6 +451,7 @@ impl Encoder {
             Self::Mlp(m) => m.forward(x),
             Self::Conv(m) => m.forward(x),
             Self::Text(m) => m.forward(x),
+            Self::Bert(m) => m.forward(x),
         }
     }
 }

@@ -35,6 +35,8 @@ use crate::siamese::SiameseNetwork;
 use crate::train::{self, Callback, FitOptions, History, Hooks, OptimizerSnapshot, TrainState};
 
 mod inputs;
+mod pretrained;
+pub use pretrained::PretrainedSetup;
 mod protocols;
 mod summary;
 
@@ -78,6 +80,18 @@ impl Siamese {
             network,
             optimizer,
             device,
+        ))
+    }
+
+    /// A model from `config` around an already built `network` (e.g. pretrained weights);
+    /// the network must be the one `config` describes.
+    fn with_network(config: ModelConfig, network: SiameseNetwork, device: &Device) -> Result<Self> {
+        let optimizer = config.optimizer.init()?;
+        Ok(Self::assemble(
+            ModelMeta::new(config),
+            network,
+            optimizer,
+            device.clone().autodiff(),
         ))
     }
 
@@ -391,9 +405,13 @@ impl Siamese {
     }
 
     /// Loads a model directory written by [`Siamese::save`] onto `device` (a format version 1
-    /// directory too).
+    /// directory too), or a sentence-transformers / Hugging Face BERT directory as it is
+    /// ([`Siamese::from_pretrained`]).
     pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
         let dir = dir.as_ref();
+        if crate::encoder::bert::pretrained::is_pretrained_dir(dir) {
+            return Self::from_pretrained(dir, device);
+        }
         let device = device.clone().autodiff();
         let (meta, network) = io::load_model(dir, &device)?;
         Self::from_parts(dir, meta, network, device)
@@ -407,10 +425,10 @@ impl Siamese {
     ) -> Result<Self> {
         let optimizer = meta.config.optimizer.init()?;
         let tokenizer = match meta.preprocessing.as_ref().and_then(|p| p.text.as_ref()) {
-            Some(t) => Some(TextTokenizer::from_file(
-                &dir.join(io::TOKENIZER_FILE),
-                t.max_len,
-            )?),
+            Some(t) => Some(
+                TextTokenizer::from_file(&dir.join(io::TOKENIZER_FILE), t.max_len)?
+                    .with_special_tokens(t.special_tokens)?,
+            ),
             None => None,
         };
         let mut model = Self::assemble(meta, network, optimizer, device);

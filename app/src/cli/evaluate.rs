@@ -53,7 +53,9 @@ pub fn evaluate(args: &EvaluateArgs, device: &Device) -> Result<()> {
             })?;
             let mut spec = run.data.clone();
             spec.data_root = super::data_root();
-            let data = prepare::prepare(&spec, run.train.seed)?;
+            // A pretrained encoder's rows come from its own tokenizer.
+            let tokenizer = model.tokenizer().filter(|t| t.special_tokens()).cloned();
+            let data = prepare::prepare_with(&spec, run.train.seed, tokenizer)?;
             if data.test.is_empty() {
                 return Err(SiameseError::invalid(
                     args.model.display().to_string(),

@@ -10,14 +10,14 @@ use siamese::data::sampler::PerClassSampler;
 use siamese::error::{Result, SiameseError};
 use siamese::eval::Objective;
 use siamese::io::{Checkpoint, Threshold};
-use siamese::model::Siamese;
+use siamese::model::{PretrainedSetup, Siamese};
 use siamese::report::VerificationReport;
 use siamese::train::{
     Augment, Callback, EarlyStopping, FitOptions, KeepBest, Monitor, TrainState, Validation,
 };
 
 use super::{TrainArgs, json, resolve};
-use crate::config::RunConfig;
+use crate::config::{EncoderKind, RunConfig};
 use crate::progress::ProgressBars;
 
 /// `siamese train`.
@@ -36,7 +36,34 @@ pub fn train(args: TrainArgs, device: &Device) -> Result<()> {
     let verbose = !args.quiet;
     let mut data_config = config.data.clone();
     data_config.data_root = super::data_root();
-    let data = prepare::prepare(&data_config, config.train.seed)?;
+    // A pretrained encoder is read first: its tokenizer makes the rows.
+    let mut pretrained = match (&resume, &config.model.encoder.path) {
+        (None, Some(dir)) if config.model.encoder.kind == EncoderKind::Pretrained => {
+            let dir = resolve(dir)?;
+            let enc = &config.model.encoder;
+            let model = Siamese::from_pretrained_with(
+                &dir,
+                device,
+                PretrainedSetup {
+                    distance: config.model.distance,
+                    loss: config.loss,
+                    optimizer: config.optimizer.clone(),
+                    seed: config.train.seed,
+                    dropout: (enc.dropout > 0.0).then_some(enc.dropout),
+                },
+            )?;
+            println!("pretrained encoder: {}", dir.display());
+            Some(model)
+        }
+        _ => None,
+    };
+    let tokenizer = match (&pretrained, &resume) {
+        (Some(m), _) | (None, Some((m, _, _))) => {
+            m.tokenizer().filter(|t| t.special_tokens()).cloned()
+        }
+        (None, None) => None,
+    };
+    let data = prepare::prepare_with(&data_config, config.train.seed, tokenizer)?;
     for line in &data.description {
         println!("{line}");
     }
@@ -49,6 +76,11 @@ pub fn train(args: TrainArgs, device: &Device) -> Result<()> {
             );
             (model, Some(state), Some(dir))
         }
+        None if pretrained.is_some() => (
+            pretrained.take().expect("checked"),
+            None,
+            config.train.checkpoint.clone(),
+        ),
         None => {
             let text_vocab = data.preprocessing.text.as_ref().map(|t| t.vocab_size);
             let model = Siamese::new(
@@ -77,15 +109,20 @@ pub fn train(args: TrainArgs, device: &Device) -> Result<()> {
     println!("{}\n", model.summary());
     let options = fit_options(&config, &data)?;
     let started = std::time::Instant::now();
-    let history = fit(
-        &mut model,
-        &config,
-        &data,
-        &options,
-        state,
-        checkpoint_dir.as_deref(),
-        verbose,
-    )?;
+    // Zero epochs: a pretrained encoder evaluated as it is.
+    let history = if options.epochs == 0 {
+        siamese::train::History::default()
+    } else {
+        fit(
+            &mut model,
+            &config,
+            &data,
+            &options,
+            state,
+            checkpoint_dir.as_deref(),
+            verbose,
+        )?
+    };
     let seconds = started.elapsed().as_secs_f64();
     match &data.validation {
         Some(v) => {

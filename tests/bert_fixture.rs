@@ -1,0 +1,249 @@
+//! The BERT encoder against the Python reference on `tests/fixtures/tiny_bert`: a tiny
+//! random-weight sentence-transformers directory written by `tools/make_bert_fixture.py`,
+//! with token ids, intermediate states and embeddings from `transformers` and
+//! `sentence-transformers` in `reference.json`.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use siamese::burn::tensor::{Device, Tensor};
+use siamese::encoder::bert::{BertPooling, load_pretrained};
+use siamese::model::Siamese;
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_bert")
+}
+
+fn reference() -> Value {
+    serde_json::from_slice(&std::fs::read(fixture().join("reference.json")).unwrap()).unwrap()
+}
+
+fn floats(v: &Value) -> Vec<f32> {
+    match v {
+        Value::Array(items) => items.iter().flat_map(floats).collect(),
+        Value::Number(n) => vec![n.as_f64().unwrap() as f32],
+        other => panic!("not a number: {other}"),
+    }
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+}
+
+/// Largest absolute difference, after checking the lengths agree.
+fn max_diff(got: &[f32], want: &[f32], what: &str) -> f32 {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    got.iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max)
+}
+
+fn sentences(r: &Value) -> Vec<&Value> {
+    r["sentences"].as_array().unwrap().iter().collect()
+}
+
+#[test]
+fn reads_the_directory_as_sentence_transformers_wrote_it() {
+    let p = load_pretrained(fixture(), &Device::flex()).unwrap();
+    let c = &p.config;
+    assert_eq!(
+        (c.vocab_size, c.hidden, c.layers, c.heads, c.intermediate),
+        (400, 32, 2, 4, 64)
+    );
+    assert_eq!((c.max_position, c.max_len), (64, 16));
+    assert_eq!(c.pooling, BertPooling::Mean);
+    assert!(c.normalize, "modules.json has a Normalize module");
+}
+
+#[test]
+fn token_ids_equal_the_reference_tokenizer() {
+    let r = reference();
+    let p = load_pretrained(fixture(), &Device::flex()).unwrap();
+    for s in sentences(&r) {
+        let text = s["text"].as_str().unwrap();
+        let want = ids(&s["input_ids"]);
+        let rows = p.tokenizer.encode(&[text]).unwrap();
+        let row = rows.row(0);
+        assert_eq!(row.len(), 16);
+        let got: Vec<u32> = row
+            .iter()
+            .take_while(|&&v| v > 0.0)
+            .map(|&v| v as u32 - 1)
+            .collect();
+        assert_eq!(got, want, "{text:?}");
+        assert!(
+            row[got.len()..].iter().all(|&v| v == 0.0),
+            "{text:?}: padding"
+        );
+    }
+}
+
+#[test]
+fn states_and_embeddings_equal_the_python_reference() {
+    let r = reference();
+    let device = Device::flex();
+    let p = load_pretrained(fixture(), &device).unwrap();
+    let mut worst = 0.0f32;
+    for s in sentences(&r) {
+        let text = s["text"].as_str().unwrap();
+        let rows = p.tokenizer.encode(&[text]).unwrap();
+        let x = Tensor::<1>::from_floats(rows.as_slice(), &device).reshape([1, 16]);
+        let (last, mask, states) = p.encoder.trace(x.clone());
+        let n = ids(&s["input_ids"]).len();
+        assert_eq!(mask.dims(), [1, n], "{text:?}: cut to its own length");
+        let check = |got: Tensor<3>, want: &Value, what: &str| {
+            let d = max_diff(&values(got), &floats(want), &format!("{text:?} {what}"));
+            assert!(d < 1e-5, "{text:?} {what}: max |Δ| {d}");
+            d
+        };
+        worst = worst.max(check(
+            states[0].clone(),
+            &s["embeddings_output"],
+            "embeddings",
+        ));
+        for layer in 0..2 {
+            let a = &s["attention_outputs"][layer];
+            worst = worst.max(check(states[1 + 2 * layer].clone(), a, "attention output"));
+            let l = &s["layer_outputs"][layer];
+            worst = worst.max(check(states[2 + 2 * layer].clone(), l, "layer output"));
+        }
+        worst = worst.max(check(last, &s["token_embeddings"], "token embeddings"));
+        let e = values(p.encoder.forward(x));
+        let d = max_diff(&e, &floats(&s["embedding"]), text);
+        assert!(d < 1e-5, "{text:?} embedding: max |Δ| {d}");
+    }
+    eprintln!("largest difference from the Python reference: {worst:e}");
+}
+
+#[test]
+fn a_padded_batch_embeds_like_single_sentences() {
+    let r = reference();
+    let device = Device::flex();
+    let model = Siamese::from_pretrained(fixture(), &device).unwrap();
+    let texts: Vec<&str> = sentences(&r)
+        .iter()
+        .map(|s| s["text"].as_str().unwrap())
+        .collect();
+    let rows = model.encode_sentences(&texts).unwrap();
+    let e = model.embed(&rows).unwrap();
+    assert_eq!(e.shape(), [8, 32]);
+    let d = max_diff(
+        e.as_slice(),
+        &floats(&r["padded_batch"]["embeddings"]),
+        "batch",
+    );
+    assert!(d < 1e-5, "padded batch: max |Δ| {d}");
+    // Siamese::load recognises the directory too, and cosine distances follow.
+    let loaded = Siamese::load(fixture(), &device).unwrap();
+    let d = loaded
+        .predict(&rows.select_rows(&[5]), &rows.select_rows(&[6]))
+        .unwrap()[0];
+    let (a, b) = (e.row(5), e.row(6));
+    let cos: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    assert!((d - (1.0 - cos)).abs() < 1e-5, "{d} vs 1 − {cos}");
+}
+
+#[test]
+fn a_saved_model_reloads_with_its_tokenizer() {
+    let device = Device::flex();
+    let model = Siamese::from_pretrained(fixture(), &device).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    model.save(dir.path().join("m")).unwrap();
+    let again = Siamese::load(dir.path().join("m"), &device).unwrap();
+    let texts = ["A man is playing a guitar.", "ThE QuIcK BROWN fox Jumped"];
+    let a = model
+        .embed(&model.encode_sentences(&texts).unwrap())
+        .unwrap();
+    let rows = again.encode_sentences(&texts).unwrap();
+    assert_eq!(
+        rows.row(0)[0],
+        3.0,
+        "[CLS] (id 2) still added after reloading"
+    );
+    let b = again.embed(&rows).unwrap();
+    assert_eq!(a.as_slice(), b.as_slice());
+}
+
+/// A copy of the fixture with `edit` applied, for the error cases.
+fn broken(edit: impl FnOnce(&Path)) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = |from: &Path, to: &Path| {
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                std::fs::create_dir(&target).unwrap();
+                for f in std::fs::read_dir(entry.path()).unwrap() {
+                    let f = f.unwrap();
+                    std::fs::copy(f.path(), target.join(f.file_name())).unwrap();
+                }
+            } else {
+                std::fs::copy(entry.path(), &target).unwrap();
+            }
+        }
+    };
+    copy(&fixture(), dir.path());
+    edit(dir.path());
+    dir
+}
+
+fn edit_json(path: &Path, f: impl FnOnce(&mut Value)) {
+    let mut v: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    f(&mut v);
+    std::fs::write(path, serde_json::to_vec(&v).unwrap()).unwrap();
+}
+
+#[test]
+fn unsupported_or_broken_directories_are_named() {
+    let device = Device::flex();
+    let err = |dir: &Path| load_pretrained(dir, &device).unwrap_err().to_string();
+
+    let d = broken(|d| std::fs::remove_file(d.join("model.safetensors")).unwrap());
+    let e = err(d.path());
+    assert!(
+        e.contains("model.safetensors") && e.contains("missing"),
+        "{e}"
+    );
+
+    let d = broken(|d| edit_json(&d.join("config.json"), |v| v["model_type"] = "gpt2".into()));
+    let e = err(d.path());
+    assert!(e.contains("gpt2") && e.contains("bert"), "{e}");
+
+    let d = broken(|d| edit_json(&d.join("config.json"), |v| v["hidden_size"] = 48.into()));
+    let e = err(d.path());
+    assert!(
+        e.contains("word_embeddings") && e.contains("48") && e.contains("32"),
+        "{e}"
+    );
+
+    let d = broken(|d| {
+        edit_json(&d.join("1_Pooling/config.json"), |v| {
+            v["pooling_mode"] = "weightedmean".into()
+        })
+    });
+    let e = err(d.path());
+    assert!(e.contains("weightedmean") && e.contains("1_Pooling"), "{e}");
+
+    let d = broken(|d| std::fs::remove_file(d.join("tokenizer.json")).unwrap());
+    let e = err(d.path());
+    assert!(e.contains("tokenizer.json"), "{e}");
+
+    let d = broken(|d| std::fs::write(d.join("model.safetensors"), b"not weights").unwrap());
+    let e = err(d.path());
+    assert!(
+        e.contains("model.safetensors") && e.contains("safetensors"),
+        "{e}"
+    );
+
+    let e = err(Path::new("/no/such/model"));
+    assert!(e.contains("/no/such/model"), "{e}");
+}
