@@ -47,6 +47,21 @@ use serde::{Deserialize, Serialize};
 use super::{SeededDropout, glorot_dense};
 use crate::error::{Result, SiameseError};
 
+/// The number of tokens (non-padding ids) of each row of a `[batch, width]` token mask, read
+/// to the host: one small read per batch, so a batch can be cut to its longest sentence.
+pub(crate) fn row_lengths(mask: &Tensor<2, burn::tensor::Bool>) -> Vec<usize> {
+    mask.clone()
+        .int()
+        .sum_dim(1)
+        .into_data()
+        .convert::<i64>()
+        .try_to_vec::<i64>()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|n| n.max(0) as usize)
+        .collect()
+}
+
 /// Token id of padding: positions holding it are masked out.
 pub const PAD_ID: u32 = 0;
 
@@ -411,18 +426,7 @@ impl TextEncoder {
         let device = x.device();
         let ids = x.int();
         let mask = ids.clone().not_equal_elem(PAD_ID as i64);
-        // Sentence lengths on the host: one small read per batch.
-        let lengths: Vec<usize> = mask
-            .clone()
-            .int()
-            .sum_dim(1)
-            .into_data()
-            .convert::<i64>()
-            .try_to_vec::<i64>()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|n| n.max(0) as usize)
-            .collect();
+        let lengths = row_lengths(&mask);
         let longest = lengths.iter().copied().max().unwrap_or(width);
         let len = longest.clamp(1, width);
         let ids: Tensor<2, Int> = ids.narrow(1, 0, len);

@@ -388,18 +388,11 @@ impl BertEncoder {
         let device = x.device();
         let rows = x.int();
         let mask = rows.clone().not_equal_elem(PAD_ID as i64);
-        let longest = mask
-            .clone()
-            .int()
-            .sum_dim(1)
-            .into_data()
-            .convert::<i64>()
-            .try_to_vec::<i64>()
-            .unwrap_or_default()
+        let longest = super::text::row_lengths(&mask)
             .into_iter()
             .max()
-            .unwrap_or(width as i64);
-        let len = (longest.max(1) as usize).min(width);
+            .unwrap_or(width);
+        let len = longest.clamp(1, width);
         // Row ids are the tokenizer's ids + 1; padding (0) becomes id 0, masked below.
         let ids: Tensor<2, Int> = (rows.narrow(1, 0, len) - 1).clamp_min(0);
         let mask = mask.narrow(1, 0, len).float();
