@@ -206,6 +206,19 @@ pub fn dense_from_values(
     }
 }
 
+/// Draws every lazily initialised parameter of `module` now: burn initialises a parameter on
+/// its first use, from the backend's global random stream, so a module built under a seeded
+/// stream must be materialised before that stream moves on.
+pub(crate) fn materialize<M: Module>(module: &M) {
+    struct Touch;
+    impl burn::module::ModuleVisitor for Touch {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let _ = param.val();
+        }
+    }
+    module.visit(&mut Touch);
+}
+
 /// Inverted dropout (`x·m/(1−p)`, `m ~ Bernoulli(1−p)`) with its own seeded random stream.
 ///
 /// burn's `Dropout` draws from the backend's global generator, which concurrent trainings in

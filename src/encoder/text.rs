@@ -222,8 +222,9 @@ impl TextEncoderConfig {
     /// Builds the encoder on `device`, weights drawn from `seed`.
     ///
     /// burn's recurrent and transformer layers draw their weights from the backend's global
-    /// random stream; it is seeded here under a lock, so a model's weights depend on `seed`
-    /// only, even with several models built at once.
+    /// random stream, lazily; it is seeded here under a lock and every weight is drawn before
+    /// the lock is released, so a model's weights depend on `seed` only, even with several
+    /// models built or run at once.
     pub fn init(&self, device: &Device, seed: u64) -> Result<TextEncoder> {
         self.validate()?;
         static INIT: Mutex<()> = Mutex::new(());
@@ -272,13 +273,17 @@ impl TextEncoderConfig {
         let output = self
             .output
             .map(|o| glorot_dense(self.state_dim(), o, &mut rng, device));
-        Ok(TextEncoder {
+        let encoder = TextEncoder {
             embedding,
             body,
             output,
             dropout: SeededDropout::new(self.dropout, seed ^ 0xD0),
             pooling: self.pooling,
-        })
+        };
+        // burn draws a parameter's values on its first use: draw them all now, while the
+        // stream is seeded and locked, not at the first forward pass beside other models.
+        super::materialize(&encoder);
+        Ok(encoder)
     }
 
     /// Rows of a Keras-style summary: `(name, type, output shape, parameters)`.
