@@ -204,7 +204,7 @@ pub fn is_pretrained_dir(dir: &Path) -> bool {
 /// tokenizer, pooling and row length (see the [module documentation](self)).
 ///
 /// # Errors
-/// [`SiameseError::Io`] naming a missing file; [`SiameseError::Invalid`] for an unsupported
+/// [`SiameseError::Io`] naming a missing file; [`SiameseError::InvalidValue`] for an unsupported
 /// architecture, activation, module or pooling; [`SiameseError::Format`] for a malformed file;
 /// [`SiameseError::Shape`] for weights that do not fit `config.json`.
 pub fn load_pretrained(dir: impl AsRef<Path>, device: &Device) -> Result<PretrainedBert> {

@@ -155,7 +155,7 @@ impl BertEncoder {
     ///
     /// # Errors
     /// [`SiameseError::Io`] for an unreadable file; [`SiameseError::Format`] for one that is
-    /// not safetensors; [`SiameseError::Invalid`] naming a missing tensor;
+    /// not safetensors; [`SiameseError::InvalidValue`] naming a missing tensor;
     /// [`SiameseError::Shape`] naming a tensor whose shape does not match the config.
     pub fn load_safetensors(&mut self, path: &Path, config: &BertEncoderConfig) -> Result<()> {
         let mut t = Tensors::read(path)?;
