@@ -242,21 +242,18 @@ impl BertEncoderConfig {
                 output_norm: norm(),
             });
         }
-        Ok(BertEncoder {
+        Ok(BertEncoder::assemble(
+            self,
             word,
             position,
             token_type,
-            embedding_norm: norm(),
+            norm(),
             layers,
-            dropout: (self.dropout > 0.0).then(|| SeededDropout::new(self.dropout, seed)),
-            heads: self.heads,
-            activation: self.activation,
-            pooling: self.pooling,
-            normalize: self.normalize,
-        })
+            seed,
+        ))
     }
 
-    fn layer_norm(&self, device: &Device) -> LayerNorm {
+    pub(super) fn layer_norm(&self, device: &Device) -> LayerNorm {
         LayerNormConfig::new(self.hidden)
             .with_epsilon(self.layer_norm_eps)
             .init(device)
@@ -343,6 +340,30 @@ pub struct BertEncoder {
 }
 
 impl BertEncoder {
+    /// The encoder from its weights and `config`'s settings (dropout masks from `seed`).
+    fn assemble(
+        config: &BertEncoderConfig,
+        word: Embedding,
+        position: Embedding,
+        token_type: Embedding,
+        embedding_norm: LayerNorm,
+        layers: Vec<BertLayer>,
+        seed: u64,
+    ) -> Self {
+        Self {
+            word,
+            position,
+            token_type,
+            embedding_norm,
+            layers,
+            dropout: (config.dropout > 0.0).then(|| SeededDropout::new(config.dropout, seed)),
+            heads: config.heads,
+            activation: config.activation,
+            pooling: config.pooling,
+            normalize: config.normalize,
+        }
+    }
+
     /// Sets the dropout rate used when training (0 removes it), masks drawn from `seed`.
     pub fn set_dropout(&mut self, rate: f64, seed: u64) {
         self.dropout = (rate > 0.0).then(|| SeededDropout::new(rate, seed));

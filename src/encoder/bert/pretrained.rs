@@ -3,7 +3,7 @@
 //! | file | what is read |
 //! |---|---|
 //! | `config.json` | `model_type` (`bert`), sizes, `hidden_act`, `layer_norm_eps`, `hidden_dropout_prob` |
-//! | `model.safetensors` | the weights ([`BertEncoder::load_safetensors`]) |
+//! | `model.safetensors` | the weights ([`BertEncoder::from_safetensors`]) |
 //! | `tokenizer.json` | the tokenizer, with `[CLS] … [SEP]` and truncation at `max_seq_length` |
 //! | `modules.json` | `Transformer` → `Pooling` → optional `Normalize` (no `Dense` yet) |
 //! | `1_Pooling/config.json` (the Pooling module's path) | mean, CLS or max pooling (`pooling_mode`, or the older `pooling_mode_*_tokens` flags) |
@@ -238,8 +238,7 @@ pub fn load_pretrained(dir: impl AsRef<Path>, device: &Device) -> Result<Pretrai
             format!("is missing{hint}"),
         ));
     }
-    let mut encoder = config.init(device, 0)?;
-    encoder.load_safetensors(&weights, &config)?;
+    let encoder = BertEncoder::from_safetensors(&weights, &config, device)?;
     let tokenizer = TextTokenizer::pretrained(&dir.join("tokenizer.json"), config.max_len)?;
     if tokenizer.vocab_size() - 1 > config.vocab_size {
         return Err(SiameseError::shape(

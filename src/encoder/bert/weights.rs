@@ -11,7 +11,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rand::{Rng, RngExt};
 use safetensors::{Dtype, SafeTensors};
 
-use super::{BertEncoder, BertEncoderConfig};
+use super::{BertEncoder, BertEncoderConfig, BertLayer};
 use crate::error::{Result, SiameseError};
 
 /// `rows × cols` values `~ N(0, std²)` (Box–Muller), row-major.
@@ -150,74 +150,71 @@ fn param<const D: usize>(values: Vec<f32>, shape: [usize; D], device: &Device) -
 }
 
 impl BertEncoder {
-    /// Replaces every weight with the tensors of a Hugging Face `model.safetensors` for
-    /// `config`'s architecture (the pooler, if present, is not used).
+    /// The encoder for `config`'s architecture built from the tensors of a Hugging Face
+    /// `model.safetensors` (the pooler, if present, is not used), with no random
+    /// initialisation first.
     ///
     /// # Errors
     /// [`SiameseError::Io`] for an unreadable file; [`SiameseError::Format`] for one that is
     /// not safetensors; [`SiameseError::InvalidValue`] naming a missing tensor;
     /// [`SiameseError::Shape`] naming a tensor whose shape does not match the config.
-    pub fn load_safetensors(&mut self, path: &Path, config: &BertEncoderConfig) -> Result<()> {
+    pub fn from_safetensors(
+        path: &Path,
+        config: &BertEncoderConfig,
+        device: &Device,
+    ) -> Result<Self> {
+        config.validate()?;
         let mut t = Tensors::read(path)?;
-        let device = self.word.weight.device();
         let (h, i) = (config.hidden, config.intermediate);
         let embedding = |t: &mut Tensors, name: &str, n: usize| -> Result<Embedding> {
             Ok(Embedding {
-                weight: param(t.take(name, &[n, h])?, [n, h], &device),
+                weight: param(t.take(name, &[n, h])?, [n, h], device),
             })
         };
-        let norm = |t: &mut Tensors, prefix: &str, into: &mut LayerNorm| -> Result<()> {
-            into.gamma = param(t.take(&format!("{prefix}.weight"), &[h])?, [h], &device);
-            into.beta = Some(param(
-                t.take(&format!("{prefix}.bias"), &[h])?,
-                [h],
-                &device,
-            ));
-            Ok(())
+        let norm = |t: &mut Tensors, prefix: &str| -> Result<LayerNorm> {
+            let mut norm = config.layer_norm(device);
+            norm.gamma = param(t.take(&format!("{prefix}.weight"), &[h])?, [h], device);
+            norm.beta = Some(param(t.take(&format!("{prefix}.bias"), &[h])?, [h], device));
+            Ok(norm)
         };
         // PyTorch stores Linear weights as [out, in]; burn as [in, out].
         let linear = |t: &mut Tensors, prefix: &str, fan_in: usize, fan_out: usize| {
             let w = t.take(&format!("{prefix}.weight"), &[fan_out, fan_in])?;
             let b = t.take(&format!("{prefix}.bias"), &[fan_out])?;
             Ok::<_, SiameseError>(Linear {
-                weight: param(transpose(&w, fan_out, fan_in), [fan_in, fan_out], &device),
-                bias: Some(param(b, [fan_out], &device)),
+                weight: param(transpose(&w, fan_out, fan_in), [fan_in, fan_out], device),
+                bias: Some(param(b, [fan_out], device)),
             })
         };
-        self.word = embedding(
+        let word = embedding(
             &mut t,
             "embeddings.word_embeddings.weight",
             config.vocab_size,
         )?;
-        self.position = embedding(
+        let position = embedding(
             &mut t,
             "embeddings.position_embeddings.weight",
             config.max_position,
         )?;
-        self.token_type = embedding(
+        let token_type = embedding(
             &mut t,
             "embeddings.token_type_embeddings.weight",
             config.type_vocab,
         )?;
-        norm(&mut t, "embeddings.LayerNorm", &mut self.embedding_norm)?;
-        for (k, layer) in self.layers.iter_mut().enumerate() {
+        let embedding_norm = norm(&mut t, "embeddings.LayerNorm")?;
+        let mut layers = Vec::with_capacity(config.layers);
+        for k in 0..config.layers {
             let p = format!("encoder.layer.{k}");
-            layer.query = linear(&mut t, &format!("{p}.attention.self.query"), h, h)?;
-            layer.key = linear(&mut t, &format!("{p}.attention.self.key"), h, h)?;
-            layer.value = linear(&mut t, &format!("{p}.attention.self.value"), h, h)?;
-            layer.attention_out = linear(&mut t, &format!("{p}.attention.output.dense"), h, h)?;
-            norm(
-                &mut t,
-                &format!("{p}.attention.output.LayerNorm"),
-                &mut layer.attention_norm,
-            )?;
-            layer.intermediate = linear(&mut t, &format!("{p}.intermediate.dense"), h, i)?;
-            layer.output = linear(&mut t, &format!("{p}.output.dense"), i, h)?;
-            norm(
-                &mut t,
-                &format!("{p}.output.LayerNorm"),
-                &mut layer.output_norm,
-            )?;
+            layers.push(BertLayer {
+                query: linear(&mut t, &format!("{p}.attention.self.query"), h, h)?,
+                key: linear(&mut t, &format!("{p}.attention.self.key"), h, h)?,
+                value: linear(&mut t, &format!("{p}.attention.self.value"), h, h)?,
+                attention_out: linear(&mut t, &format!("{p}.attention.output.dense"), h, h)?,
+                attention_norm: norm(&mut t, &format!("{p}.attention.output.LayerNorm"))?,
+                intermediate: linear(&mut t, &format!("{p}.intermediate.dense"), h, i)?,
+                output: linear(&mut t, &format!("{p}.output.dense"), i, h)?,
+                output_norm: norm(&mut t, &format!("{p}.output.LayerNorm"))?,
+            });
         }
         let extra = format!("encoder.layer.{}.", config.layers);
         if let Some(name) = t.map.keys().find(|k| k.starts_with(&extra)) {
@@ -230,7 +227,15 @@ impl BertEncoder {
                 "more layers".to_string(),
             ));
         }
-        Ok(())
+        Ok(Self::assemble(
+            config,
+            word,
+            position,
+            token_type,
+            embedding_norm,
+            layers,
+            0,
+        ))
     }
 }
 
