@@ -41,6 +41,8 @@ use super::optimizer::OptimizerState;
 use super::trainer::{FusedHyper, Grads, StepOutput, apply_gradients, check_batch};
 use pass::{backward, begin_backward, forward, load, masks_rows, norm_sums};
 
+mod direct;
+mod kernels;
 mod pass;
 #[cfg(test)]
 mod tests;
@@ -152,6 +154,10 @@ pub(super) struct Work {
     pub(super) dcols: Vec<f32>,
     /// Per-channel partial sums of a batch-norm stage.
     pub(super) acc: Vec<f64>,
+    /// The backward pass's copy of the gradient entering the stages that run by chunks of
+    /// images, and the ping-pong gradient buffers of one chunk.
+    pub(super) gin: Vec<f32>,
+    pub(super) chunk_g: [Vec<f32>; 2],
 }
 
 /// Trains a convolutional Siamese network (see the module docs for what it covers).
