@@ -290,9 +290,9 @@ fn direct(ci: usize, s: usize, pad: Option<[usize; 2]>, co: usize) -> bool {
 }
 
 /// Images per block of a convolution whose im2col columns take `cols` values per image:
-/// about 32K values (128 KB), so that the columns stay in cache between im2col and gemm.
+/// about 64K values (256 KB), so that the columns stay in cache between im2col and gemm.
 fn block_images(cols: usize) -> usize {
-    (32_768 / cols.max(1)).max(1)
+    (65_536 / cols.max(1)).max(1)
 }
 
 /// im2col of consecutive images (`input`: height, width, channels; `window`: kernel side and
