@@ -2,6 +2,7 @@
 //! can take), the head on the host ([`HostHead`]), the per-thread scratch buffers and block
 //! sizes of the parallel passes, and the input shape checks.
 
+use super::bert::FusedBert;
 use super::conv::FusedConv;
 use super::mlp::{FusedMlp, read};
 use crate::data::Matrix;
@@ -21,23 +22,30 @@ pub(super) fn check_rows(x: &Matrix, dim: usize, what: &str) -> Result<()> {
     crate::data::check_width(x, dim, what)
 }
 
-/// A host encoder for inference: the fused MLP, or a convolutional encoder ([`conv`](super::conv)).
+/// A host encoder for inference: the fused MLP, a convolutional encoder
+/// ([`conv`](super::conv)) or a BERT encoder ([`bert`](super::bert)).
 #[derive(Debug, Clone, PartialEq)]
 pub enum HostEncoder {
     /// An MLP encoder.
     Mlp(FusedMlp),
     /// A convolutional encoder.
     Conv(FusedConv),
+    /// A BERT-family sentence encoder.
+    Bert(FusedBert),
 }
 
 impl HostEncoder {
     /// The host copy of `network`'s encoder for inference, when one of the host paths
-    /// covers it (see [`FusedMlp::for_inference`] and [`FusedConv::for_inference`]).
+    /// covers it (see [`FusedMlp::for_inference`], [`FusedConv::for_inference`] and
+    /// [`FusedBert::for_inference`]).
     pub fn for_inference(network: &SiameseNetwork) -> Option<Self> {
-        match FusedMlp::for_inference(network) {
-            Some(mlp) => Some(Self::Mlp(mlp)),
-            None => FusedConv::for_inference(network).map(Self::Conv),
+        if let Some(mlp) = FusedMlp::for_inference(network) {
+            return Some(Self::Mlp(mlp));
         }
+        if let Some(conv) = FusedConv::for_inference(network) {
+            return Some(Self::Conv(conv));
+        }
+        FusedBert::for_inference(network).map(Self::Bert)
     }
 
     /// The head's score of each pair `(a[i], b[i])`; NaN or ±∞ inputs are errors naming
@@ -46,6 +54,13 @@ impl HostEncoder {
         match self {
             Self::Mlp(m) => m.pair_scores(a, b, head),
             Self::Conv(c) => c.pair_scores(a, b, head),
+            Self::Bert(t) => {
+                check_pair_inputs(a, b, a.cols())?;
+                let (ea, eb) = (t.embed(a, "input a")?, t.embed(b, "input b")?);
+                let mut out = vec![0.0f32; a.rows()];
+                head.score_rows(ea.as_slice(), eb.as_slice(), t.output_dim(), &mut out);
+                Ok(out)
+            }
         }
     }
 
@@ -54,6 +69,7 @@ impl HostEncoder {
         match self {
             Self::Mlp(m) => m.embed(x, what),
             Self::Conv(c) => c.embed(x, what),
+            Self::Bert(t) => t.embed(x, what),
         }
     }
 }

@@ -35,6 +35,7 @@
 //! match the burn path to float rounding (see the tests); `Siamese::set_fused(false)` runs
 //! everything through burn instead.
 
+pub mod bert;
 pub mod conv;
 mod conv_train;
 mod host;
@@ -44,6 +45,7 @@ mod optimizer;
 mod packed;
 mod trainer;
 
+pub use bert::FusedBert;
 pub use conv::FusedConv;
 pub use conv_train::ConvTrainer;
 pub use host::{HostEncoder, HostHead};

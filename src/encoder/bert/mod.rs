@@ -337,6 +337,8 @@ pub struct BertEncoder {
     pooling: BertPooling,
     #[module(skip)]
     normalize: bool,
+    #[module(skip)]
+    eps: f64,
 }
 
 impl BertEncoder {
@@ -361,6 +363,7 @@ impl BertEncoder {
             activation: config.activation,
             pooling: config.pooling,
             normalize: config.normalize,
+            eps: config.layer_norm_eps,
         }
     }
 
@@ -487,5 +490,20 @@ impl BertEncoder {
     /// Whether embeddings are L2-normalised.
     pub fn normalize(&self) -> bool {
         self.normalize
+    }
+
+    /// Attention heads.
+    pub fn heads(&self) -> usize {
+        self.heads
+    }
+
+    /// The feed-forward activation.
+    pub fn activation(&self) -> BertActivation {
+        self.activation
+    }
+
+    /// The layer norms' `ε`.
+    pub fn layer_norm_eps(&self) -> f64 {
+        self.eps
     }
 }
