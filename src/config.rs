@@ -65,6 +65,13 @@ impl ModelConfig {
                     "cosine-mse and exp-mse train the distance head (model.head = \"distance\")",
                 ));
             }
+            (Head::WeightedL1, LossKind::MultipleNegativesRanking) => {
+                return Err(crate::error::SiameseError::config(
+                    "model.head",
+                    "multiple-negatives-ranking ranks the embeddings' cosine similarities: use \
+                     the distance head (model.head = \"distance\")",
+                ));
+            }
             (Head::WeightedL1, LossKind::Contrastive | LossKind::Triplet) => {
                 return Err(crate::error::SiameseError::config(
                     "model.head",

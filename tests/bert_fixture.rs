@@ -247,3 +247,83 @@ fn unsupported_or_broken_directories_are_named() {
     let e = err(Path::new("/no/such/model"));
     assert!(e.contains("/no/such/model"), "{e}");
 }
+
+/// Fine-tuning with the in-batch multiple-negatives ranking loss on pairs without scores
+/// (all similar): the ranking loss falls, and afterwards each question's own answer is the
+/// nearest of the batch's answers more often than before.
+#[test]
+fn multiple_negatives_ranking_fine_tunes_the_twin() {
+    use siamese::loss::{LossConfig, LossKind};
+    use siamese::model::PretrainedSetup;
+    use siamese::optim::OptimizerConfig;
+    use siamese::train::FitOptions;
+
+    let device = Device::flex();
+    let setup = PretrainedSetup {
+        loss: LossConfig {
+            kind: LossKind::MultipleNegativesRanking,
+            ..LossConfig::default()
+        },
+        optimizer: OptimizerConfig::Adam {
+            lr: 3e-3,
+            beta_1: 0.9,
+            beta_2: 0.999,
+            epsilon: 1e-6,
+        },
+        dropout: Some(0.0),
+        ..PretrainedSetup::default()
+    };
+    let mut model = Siamese::from_pretrained_with(fixture(), &device, setup).unwrap();
+    let questions = [
+        "how do I reset my password",
+        "where is the train station",
+        "what time does the shop open",
+        "can I pay by card",
+        "is the museum free on sundays",
+        "how far is the airport",
+        "who wrote this book",
+        "when does the film start",
+    ];
+    let answers = [
+        "password reset link sent by mail",
+        "station is next to the bridge",
+        "shop opens at nine",
+        "cards are accepted",
+        "museum entry free sunday",
+        "airport is twenty minutes away",
+        "book written by an old author",
+        "film starts at eight",
+    ];
+    let a = model.encode_sentences(&questions).unwrap();
+    let b = model.encode_sentences(&answers).unwrap();
+    // Nearest answer of each question, by cosine distance.
+    let hits = |m: &Siamese| {
+        let (ea, eb) = (m.embed(&a).unwrap(), m.embed(&b).unwrap());
+        (0..questions.len())
+            .filter(|&i| {
+                let d = |j: usize| -> f32 {
+                    let (x, y) = (ea.row(i), eb.row(j));
+                    let dot: f32 = x.iter().zip(y).map(|(p, q)| p * q).sum();
+                    let n = |v: &[f32]| v.iter().map(|p| p * p).sum::<f32>().sqrt();
+                    1.0 - dot / (n(x) * n(y))
+                };
+                (0..answers.len()).all(|j| j == i || d(i) < d(j))
+            })
+            .count()
+    };
+    let before = hits(&model);
+    let labels = vec![1.0; questions.len()];
+    let history = model.fit(&a, &b, &labels, &FitOptions::new(30, 8)).unwrap();
+    let loss = history.loss();
+    assert!(
+        loss[loss.len() - 1] < 0.5 * loss[0],
+        "ranking loss {} → {}",
+        loss[0],
+        loss[loss.len() - 1]
+    );
+    let after = hits(&model);
+    assert!(
+        after > before && after >= 6,
+        "nearest answers right: {before} → {after}"
+    );
+}

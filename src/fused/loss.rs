@@ -99,6 +99,8 @@ impl HostLoss {
         let valid = match kind {
             LossKind::BinaryCrossEntropy => weighted_l1,
             LossKind::CosineMse => !weighted_l1 && network.distance() == Distance::Cosine,
+            // The in-batch ranking loss trains through burn.
+            LossKind::MultipleNegativesRanking => false,
             _ => !weighted_l1,
         };
         let miner_fits = miner.is_none_or(|m| m.fits(kind));

@@ -141,6 +141,60 @@ pub enum LossKind {
     /// similarity `exp(−‖h₁ − h₂‖₁)` of Mueller & Thyagarajan (2016) with the Manhattan
     /// distance.
     ExpMse,
+    /// In-batch multiple-negatives ranking (Henderson et al. 2017; sentence-transformers'
+    /// `MultipleNegativesRankingLoss`) for pairs without scores: every similar pair
+    /// `(aᵢ, bᵢ)` of a batch is a query `aᵢ` whose answer is `bᵢ` among all the batch's
+    /// `b`s, `L = mean over similar i of −log softmax_j(s·cos(aᵢ, bⱼ))ᵢ` with scale
+    /// `s` = [`MNRL_SCALE`]; dissimilar pairs only add their `b` as one more wrong answer.
+    /// Validation and test pairs are scored with the contrastive loss at the margin (as for
+    /// the triplet loss).
+    MultipleNegativesRanking,
+}
+
+/// The similarity scale of [`LossKind::MultipleNegativesRanking`] (sentence-transformers'
+/// default, 20).
+pub const MNRL_SCALE: f32 = 20.0;
+
+/// The multiple-negatives ranking loss of a batch from the embeddings of its pairs' two
+/// sides `a, b: [batch, D]` and their labels (1 = similar; see
+/// [`LossKind::MultipleNegativesRanking`]); `None` when the batch has no similar pair.
+///
+/// ```
+/// use siamese::burn::tensor::{Device, Tensor};
+/// use siamese::loss::multiple_negatives_ranking;
+/// let device = Device::flex();
+/// let a = Tensor::<2>::from_floats([[1.0, 0.0], [0.0, 1.0]], &device);
+/// let b = Tensor::<2>::from_floats([[1.0, 0.0], [0.0, 1.0]], &device);
+/// // Each row: −log(e²⁰ / (e²⁰ + e⁰)) ≈ 2.06e-9.
+/// let l: f32 = multiple_negatives_ranking(a, b, &[1.0, 1.0]).unwrap().into_scalar();
+/// assert!(l < 1e-6);
+/// ```
+pub fn multiple_negatives_ranking(a: Tensor<2>, b: Tensor<2>, labels: &[f32]) -> Option<Tensor<1>> {
+    let unit = |t: Tensor<2>| {
+        let norm = t.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
+        t.div(norm)
+    };
+    let [n, _] = a.dims();
+    let queries: Vec<i64> = (0..n as i64)
+        .filter(|&i| labels[i as usize] >= 0.5)
+        .collect();
+    if queries.is_empty() {
+        return None;
+    }
+    let device = a.device();
+    let index = Tensor::<1, burn::tensor::Int>::from_data(
+        burn::tensor::TensorData::new(queries.clone(), [queries.len()]),
+        &device,
+    );
+    let a = unit(a).select(0, index);
+    let logits = a.matmul(unit(b).transpose()) * MNRL_SCALE;
+    let log_probs = burn::tensor::activation::log_softmax(logits, 1);
+    let targets = Tensor::<1, burn::tensor::Int>::from_data(
+        burn::tensor::TensorData::new(queries.clone(), [queries.len()]),
+        &device,
+    )
+    .reshape([queries.len(), 1]);
+    Some(log_probs.gather(1, targets).neg().mean())
 }
 
 impl LossKind {
@@ -266,7 +320,7 @@ impl LossConfig {
     /// across epochs (training itself uses [`TripletLoss`]).
     pub fn forward(&self, scores: Tensor<2>, labels: Tensor<2>) -> Tensor<1> {
         match self.kind {
-            LossKind::Contrastive | LossKind::Triplet => {
+            LossKind::Contrastive | LossKind::Triplet | LossKind::MultipleNegativesRanking => {
                 ContrastiveLoss::new(self.margin).forward(scores, labels)
             }
             LossKind::BinaryCrossEntropy => binary_cross_entropy_with_logits(scores, labels),
@@ -287,6 +341,26 @@ mod tests {
         let d = Tensor::<1>::from_floats(d, &device).reshape([n, 1]);
         let y = Tensor::<1>::from_floats(y, &device).reshape([n, 1]);
         ContrastiveLoss::new(margin).forward(d, y).into_scalar()
+    }
+
+    /// Hand-computed: unit `a₁ = (1, 0)`, `a₂ = (0, 1)` (given at other lengths), `b₁ =
+    /// (1, 0)`, `b₂ = (0.6, 0.8)`; logits `20·cos`: row 1 `[20, 12]`, row 2 `[0, 16]`, so
+    /// `−log softmax` is `ln(1 + e⁻⁸)` and `ln(1 + e⁻¹⁶)`; a dissimilar pair is no query.
+    #[test]
+    fn multiple_negatives_ranking_by_hand() {
+        let device = Device::flex();
+        let a = Tensor::<2>::from_floats([[3.0, 0.0], [0.0, 0.5]], &device);
+        let b = Tensor::<2>::from_floats([[2.0, 0.0], [0.6, 0.8]], &device);
+        let (r1, r2) = ((-8.0f64).exp().ln_1p(), (-16.0f64).exp().ln_1p());
+        let both: f32 = multiple_negatives_ranking(a.clone(), b.clone(), &[1.0, 1.0])
+            .unwrap()
+            .into_scalar();
+        assert!((both as f64 - (r1 + r2) / 2.0).abs() < 1e-6, "{both}");
+        let first: f32 = multiple_negatives_ranking(a.clone(), b.clone(), &[1.0, 0.0])
+            .unwrap()
+            .into_scalar();
+        assert!((first as f64 - r1).abs() < 1e-6, "{first}");
+        assert!(multiple_negatives_ranking(a, b, &[0.0, 0.0]).is_none());
     }
 
     #[test]

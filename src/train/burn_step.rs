@@ -11,7 +11,7 @@ use super::triplets::TripletSource;
 use crate::data::{PairData, into_tensor, labels_tensor, read_tensor};
 use crate::error::Result;
 use crate::loss::mining::mine;
-use crate::loss::{LossConfig, TripletLoss};
+use crate::loss::{LossConfig, LossKind, TripletLoss, multiple_negatives_ranking};
 use crate::siamese::SiameseNetwork;
 
 /// burn autodiff steps. Batch losses and distances stay on the device (detached) until the
@@ -99,6 +99,21 @@ impl Stepper for BurnStepper<'_, '_> {
                 }
                 let a = into_tensor(a, device);
                 let b = into_tensor(b, device);
+                if self.loss.kind == LossKind::MultipleNegativesRanking {
+                    // Both sides in one pass through the shared encoder.
+                    let emb = network.embed(Tensor::cat(vec![a, b], 0));
+                    let (ea, eb) = (emb.clone().narrow(0, 0, size), emb.narrow(0, size, size));
+                    let d = network.distance().forward(ea.clone(), eb.clone());
+                    self.distances.push(d.detach());
+                    let l = multiple_negatives_ranking(ea, eb, &labels);
+                    self.labels.extend(labels);
+                    // A batch without a similar pair has nothing to rank: no step.
+                    let Some(l) = l else { return Ok(()) };
+                    self.batch_losses.push(l.clone().detach());
+                    let grads = GradientsParams::from_grads(l.backward(), &self.network);
+                    self.network = self.optimizer.step(self.lr, self.network.clone(), grads);
+                    return Ok(());
+                }
                 let y = labels_tensor(&labels, device);
                 self.labels.extend(labels);
                 let s = network.forward_scores(a, b);
