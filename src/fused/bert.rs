@@ -17,8 +17,9 @@
 //! ```
 //!
 //! Attention scores are only `L × L` per sentence and head, computed row by row and never
-//! stored for the whole block. Blocks of about [`BLOCK_TOKENS`] tokens run in parallel on
-//! rayon's pool, each with its thread's scratch buffers (no allocation in steady state).
+//! stored for the whole block. Blocks of at most about 256 tokens (at least two per thread)
+//! run in parallel on rayon's pool, each with its thread's scratch buffers (no allocation in
+//! steady state).
 
 use std::cell::RefCell;
 
