@@ -25,7 +25,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::mlp::{matmul, read};
+use super::mlp::{matmul_with, read};
 use crate::data::Matrix;
 use crate::encoder::Encoder;
 use crate::encoder::bert::{BertActivation, BertEncoder, BertPooling};
@@ -36,6 +36,13 @@ use crate::simd::multiversion;
 /// Tokens per parallel block (the products' rows): enough for efficient products, few
 /// enough for the block's `[T, I]` feed-forward activations to stay in the L2/L3 caches.
 const BLOCK_TOKENS: usize = 256;
+
+/// Batches of at most this many tokens run as one block whose products gemm splits between
+/// the threads, instead of one block per thread.
+const WHOLE_BATCH_TOKENS: usize = 1024;
+
+/// Rows per task of the element-wise passes of a block split between threads.
+const PASS_ROWS: usize = 32;
 
 /// One transformer layer's weights, row-major `[in, out]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -169,6 +176,17 @@ impl FusedBert {
         let lens = self.lengths(x, what)?;
         let (h, width) = (self.h, x.cols());
         let mut out = vec![0.0f32; x.rows() * h];
+        let total: usize = lens.iter().map(|&l| l.max(1)).sum();
+        let threads = rayon::current_num_threads().max(1);
+        if threads > 1 && total <= WHOLE_BATCH_TOKENS {
+            // A small batch as one block: gemm splits each product between the threads
+            // (larger products, the weights packed once), the other passes split by rows.
+            SCRATCH.with(|s| {
+                let s = &mut s.borrow_mut();
+                self.embed_block(x.as_slice(), width, &lens, &mut out, s, threads);
+            });
+            return Matrix::new(x.rows(), h, out);
+        }
         // Consecutive rows in blocks of at most about BLOCK_TOKENS tokens, at least two
         // per thread (a small batch in two blocks left one thread idle while the other
         // finished the longer one), of equal token counts.
@@ -198,7 +216,7 @@ impl FusedBert {
         blocks.into_par_iter().zip(outs).for_each(|(rows, dst)| {
             let x = &x.as_slice()[rows.start * width..rows.end * width];
             SCRATCH.with(|s| {
-                self.embed_block(x, width, &lens[rows], dst, &mut s.borrow_mut());
+                self.embed_block(x, width, &lens[rows], dst, &mut s.borrow_mut(), 1);
             });
         });
         Matrix::new(x.rows(), h, out)
@@ -237,7 +255,8 @@ impl FusedBert {
         Ok(lens)
     }
 
-    /// Embeddings of one block of rows into `dst` (`[rows, H]`).
+    /// Embeddings of one block of rows into `dst` (`[rows, H]`), its products and passes
+    /// split between `threads` threads (1: all on the calling thread).
     fn embed_block(
         &self,
         x: &[f32],
@@ -245,7 +264,16 @@ impl FusedBert {
         lens: &[usize],
         dst: &mut [f32],
         s: &mut Scratch,
+        threads: usize,
     ) {
+        let parallelism = if threads > 1 {
+            gemm::Parallelism::Rayon(threads)
+        } else {
+            gemm::Parallelism::None
+        };
+        let mm = |d: &mut [f32], shape, l: &[f32], ls, r: &[f32], rs| {
+            matmul_with(d, shape, l, ls, r, rs, false, parallelism);
+        };
         let (h, inter) = (self.h, self.inter);
         // A row without tokens runs as one masked padding token (through burn its states
         // depend on the longest row of its batch; mean pooling gives 0 either way).
@@ -273,16 +301,29 @@ impl FusedBert {
         let tmp = grow(&mut s.tmp, t * h);
         let inner = grow(&mut s.inner, t * inter);
         let probs = grow(&mut s.probs, spans.iter().copied().max().unwrap_or(1));
+        let tanh = self.activation == BertActivation::GeluTanh;
         for l in &self.layers {
-            matmul(qkv, (t, 3 * h, h), xs, (h, 1), &l.qkv, (3 * h, 1));
-            add_bias(qkv, &l.qkv_b);
-            attend(qkv, mask, &spans, ctx, probs, h, self.heads);
-            matmul(tmp, (t, h, h), ctx, (h, 1), &l.out, (h, 1));
-            layer_norm(xs, Some(tmp), Some(&l.out_b), &l.norm1, self.eps, h);
-            matmul(inner, (t, inter, h), xs, (h, 1), &l.w1, (inter, 1));
-            bias_gelu(inner, &l.b1, self.activation == BertActivation::GeluTanh);
-            matmul(tmp, (t, h, inter), inner, (inter, 1), &l.w2, (h, 1));
-            layer_norm(xs, Some(tmp), Some(&l.b2), &l.norm2, self.eps, h);
+            mm(qkv, (t, 3 * h, h), xs, (h, 1), &l.qkv, (3 * h, 1));
+            if threads > 1 {
+                qkv.par_chunks_mut(PASS_ROWS * 3 * h)
+                    .for_each(|c| add_bias(c, &l.qkv_b));
+                self.attend_split(qkv, mask, &spans, ctx, threads);
+            } else {
+                add_bias(qkv, &l.qkv_b);
+                attend(qkv, mask, &spans, ctx, probs, h, self.heads);
+            }
+            mm(tmp, (t, h, h), ctx, (h, 1), &l.out, (h, 1));
+            self.residual_norm(xs, tmp, &l.out_b, &l.norm1, threads);
+            mm(inner, (t, inter, h), xs, (h, 1), &l.w1, (inter, 1));
+            if threads > 1 {
+                inner
+                    .par_chunks_mut(PASS_ROWS * inter)
+                    .for_each(|c| bias_gelu(c, &l.b1, tanh));
+            } else {
+                bias_gelu(inner, &l.b1, tanh);
+            }
+            mm(tmp, (t, h, inter), inner, (inter, 1), &l.w2, (h, 1));
+            self.residual_norm(xs, tmp, &l.b2, &l.norm2, threads);
         }
         let mut at = 0;
         for (e, &len) in dst.chunks_exact_mut(h).zip(&spans) {
@@ -294,6 +335,62 @@ impl FusedBert {
             }
             at += len;
         }
+    }
+}
+
+impl FusedBert {
+    /// `x = LN(x + y + b)` per token, split by rows between `threads` threads.
+    fn residual_norm(
+        &self,
+        x: &mut [f32],
+        y: &[f32],
+        b: &[f32],
+        norm: &[Vec<f32>; 2],
+        threads: usize,
+    ) {
+        let h = self.h;
+        if threads > 1 {
+            x.par_chunks_mut(PASS_ROWS * h)
+                .zip(y.par_chunks(PASS_ROWS * h))
+                .for_each(|(x, y)| layer_norm(x, Some(y), Some(b), norm, self.eps, h));
+        } else {
+            layer_norm(x, Some(y), Some(b), norm, self.eps, h);
+        }
+    }
+
+    /// [`attend`] with the sentences split into groups of about equal token counts, one
+    /// task each (each with its own row of scores).
+    fn attend_split(
+        &self,
+        qkv: &[f32],
+        mask: &[f32],
+        spans: &[usize],
+        ctx: &mut [f32],
+        threads: usize,
+    ) {
+        let h = self.h;
+        let total: usize = spans.iter().sum();
+        let target = total.div_ceil(2 * threads).max(1);
+        let mut groups = Vec::new();
+        let (mut first, mut t0, mut tokens) = (0, 0, 0);
+        let mut rest = ctx;
+        for (i, &len) in spans.iter().enumerate() {
+            tokens += len;
+            if tokens >= target || i + 1 == spans.len() {
+                let (head, tail) = rest.split_at_mut(tokens * h);
+                groups.push((first..i + 1, t0, head));
+                rest = tail;
+                (first, t0, tokens) = (i + 1, t0 + tokens, 0);
+            }
+        }
+        groups.into_par_iter().for_each(|(range, t0, ctx)| {
+            let group = &spans[range];
+            let n: usize = group.iter().sum();
+            let longest = group.iter().copied().max().unwrap_or(1);
+            let mut p = vec![0.0f32; longest];
+            let qkv = &qkv[t0 * 3 * h..(t0 + n) * 3 * h];
+            attend(qkv, &mask[t0..t0 + n], group, ctx, &mut p, h, self.heads);
+        });
     }
 }
 
@@ -570,6 +667,34 @@ mod tests {
                     (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
                     "{pooling:?} {activation:?}: value {i}: host {a} vs burn {b}"
                 );
+            }
+        }
+    }
+
+    /// A batch too large for one block (blocks per thread) embeds each row as a small
+    /// batch does (one block, products split between threads), and as the row alone.
+    #[test]
+    fn large_and_small_batches_agree() {
+        let encoder = BertEncoderConfig::tiny(50, 8)
+            .init(&Device::flex(), 3)
+            .unwrap();
+        let host = FusedBert::from_encoder(&encoder).unwrap();
+        let x = rows(8, 50);
+        let small = host.embed(&x, "x").unwrap();
+        let copies = 2 * WHOLE_BATCH_TOKENS / 4;
+        let big = Matrix::new(x.rows() * copies, 8, x.as_slice().repeat(copies)).unwrap();
+        let large = host.embed(&big, "x").unwrap();
+        for r in 0..big.rows() {
+            let want = small.row(r % x.rows());
+            for (a, b) in large.row(r).iter().zip(want) {
+                assert!((a - b).abs() <= 1e-6, "row {r}: {a} vs {b}");
+            }
+        }
+        for r in 0..x.rows() {
+            let one = Matrix::new(1, 8, x.row(r).to_vec()).unwrap();
+            let alone = host.embed(&one, "x").unwrap();
+            for (a, b) in alone.as_slice().iter().zip(small.row(r)) {
+                assert!((a - b).abs() <= 1e-6, "row {r} alone: {a} vs {b}");
             }
         }
     }

@@ -53,12 +53,37 @@ pub(super) fn matmul(
 #[allow(clippy::too_many_arguments)]
 pub(super) fn matmul_acc(
     dst: &mut [f32],
+    shape: (usize, usize, usize),
+    lhs: &[f32],
+    lhs_strides: (usize, usize),
+    rhs: &[f32],
+    rhs_strides: (usize, usize),
+    accumulate: bool,
+) {
+    let none = gemm::Parallelism::None;
+    matmul_with(
+        dst,
+        shape,
+        lhs,
+        lhs_strides,
+        rhs,
+        rhs_strides,
+        accumulate,
+        none,
+    );
+}
+
+/// [`matmul_acc`] split between threads by gemm as `parallelism` says.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn matmul_with(
+    dst: &mut [f32],
     (m, n, k): (usize, usize, usize),
     lhs: &[f32],
     (lhs_rs, lhs_cs): (usize, usize),
     rhs: &[f32],
     (rhs_rs, rhs_cs): (usize, usize),
     accumulate: bool,
+    parallelism: gemm::Parallelism,
 ) {
     if m == 0 || n == 0 {
         return;
@@ -93,7 +118,7 @@ pub(super) fn matmul_acc(
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            parallelism,
         );
     }
 }
