@@ -25,14 +25,10 @@ pub(super) fn direct_forward(
     relu: bool,
 ) {
     let [ho, wo] = output;
-    let hi = ho + k - 1;
+    check_shapes([image.len(), y.len(), kernel.len()], wi, output, k);
     assert!(
-        wo + k - 1 == wi
-            && image.len() >= hi * wi
-            && y.len() >= ho * wo * DIRECT_CO
-            && kernel.len() >= k * k * DIRECT_CO
-            && bias.len() >= DIRECT_CO,
-        "direct convolution: buffers too small for a {hi}×{wi} image and a {k}×{k} kernel"
+        bias.len() >= DIRECT_CO,
+        "direct convolution: {DIRECT_CO} biases needed"
     );
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
@@ -57,15 +53,7 @@ pub(super) fn direct_kernel_grad(
     k: usize,
     acc: bool,
 ) {
-    let [ho, wo] = output;
-    let hi = ho + k - 1;
-    assert!(
-        wo + k - 1 == wi
-            && image.len() >= hi * wi
-            && gy.len() >= ho * wo * DIRECT_CO
-            && gk.len() >= k * k * DIRECT_CO,
-        "direct convolution: buffers too small for a {hi}×{wi} image and a {k}×{k} kernel"
-    );
+    check_shapes([image.len(), gy.len(), gk.len()], wi, output, k);
     if !acc {
         gk[..k * k * DIRECT_CO].fill(0.0);
     }
@@ -76,6 +64,20 @@ pub(super) fn direct_kernel_grad(
         return;
     }
     portable_kernel_grad(image, gy, gk, wi, output, k);
+}
+
+/// Panics unless the image (`lens[0]` values), the output or its gradient (`lens[1]`) and the
+/// kernel or its gradient (`lens[2]`) hold a `k × k` valid convolution of `wi`-wide rows to
+/// `output` positions: the bounds the AVX2 kernels rely on.
+fn check_shapes(lens: [usize; 3], wi: usize, [ho, wo]: [usize; 2], k: usize) {
+    let hi = ho + k - 1;
+    assert!(
+        wo + k - 1 == wi
+            && lens[0] >= hi * wi
+            && lens[1] >= ho * wo * DIRECT_CO
+            && lens[2] >= k * k * DIRECT_CO,
+        "direct convolution: buffers too small for a {hi}×{wi} image and a {k}×{k} kernel"
+    );
 }
 
 /// The forward sums without bias and activation, in any instruction set.
