@@ -25,6 +25,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
+use super::conv::sized;
 use super::mlp::{matmul_with, read};
 use crate::data::Matrix;
 use crate::encoder::Encoder;
@@ -190,8 +191,6 @@ impl FusedBert {
         // Consecutive rows in blocks of at most about BLOCK_TOKENS tokens, at least two
         // per thread (a small batch in two blocks left one thread idle while the other
         // finished the longer one), of equal token counts.
-        let total: usize = lens.iter().map(|&l| l.max(1)).sum();
-        let threads = rayon::current_num_threads().max(1);
         let count = total
             .div_ceil(BLOCK_TOKENS)
             .max(2 * threads)
@@ -279,8 +278,8 @@ impl FusedBert {
         // depend on the longest row of its batch; mean pooling gives 0 either way).
         let spans: Vec<usize> = lens.iter().map(|&l| l.max(1)).collect();
         let t: usize = spans.iter().sum();
-        let xs = grow(&mut s.x, t * h);
-        let mask = grow(&mut s.mask, t);
+        let xs = sized(&mut s.x, t * h);
+        let mask = sized(&mut s.mask, t);
         let mut at = 0;
         for (row, &len) in x.chunks_exact(width).zip(&spans) {
             for p in 0..len {
@@ -296,11 +295,11 @@ impl FusedBert {
             }
         }
         layer_norm(xs, None, None, &self.norm, self.eps, h);
-        let qkv = grow(&mut s.qkv, t * 3 * h);
-        let ctx = grow(&mut s.ctx, t * h);
-        let tmp = grow(&mut s.tmp, t * h);
-        let inner = grow(&mut s.inner, t * inter);
-        let probs = grow(&mut s.probs, spans.iter().copied().max().unwrap_or(1));
+        let qkv = sized(&mut s.qkv, t * 3 * h);
+        let ctx = sized(&mut s.ctx, t * h);
+        let tmp = sized(&mut s.tmp, t * h);
+        let inner = sized(&mut s.inner, t * inter);
+        let probs = sized(&mut s.probs, spans.iter().copied().max().unwrap_or(1));
         let tanh = self.activation == BertActivation::GeluTanh;
         for l in &self.layers {
             mm(qkv, (t, 3 * h, h), xs, (h, 1), &l.qkv, (3 * h, 1));
@@ -408,14 +407,6 @@ struct Scratch {
 
 thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::default();
-}
-
-/// `buf[..n]`, growing `buf` only when it is shorter.
-fn grow(buf: &mut Vec<f32>, n: usize) -> &mut [f32] {
-    if buf.len() < n {
-        buf.resize(n, 0.0);
-    }
-    &mut buf[..n]
 }
 
 /// `e^a` for `a ≤ 0` in plain arithmetic that vectorises: `2^(a·log₂e)` split into an

@@ -181,20 +181,16 @@ pub fn multiple_negatives_ranking(a: Tensor<2>, b: Tensor<2>, labels: &[f32]) ->
     if queries.is_empty() {
         return None;
     }
-    let device = a.device();
+    let q = queries.len();
+    // The queries' rows of `a`, and each query's answer: the same index among the `b`s.
     let index = Tensor::<1, burn::tensor::Int>::from_data(
-        burn::tensor::TensorData::new(queries.clone(), [queries.len()]),
-        &device,
+        burn::tensor::TensorData::new(queries, [q]),
+        &a.device(),
     );
-    let a = unit(a).select(0, index);
+    let a = unit(a).select(0, index.clone());
     let logits = a.matmul(unit(b).transpose()) * MNRL_SCALE;
     let log_probs = burn::tensor::activation::log_softmax(logits, 1);
-    let targets = Tensor::<1, burn::tensor::Int>::from_data(
-        burn::tensor::TensorData::new(queries.clone(), [queries.len()]),
-        &device,
-    )
-    .reshape([queries.len(), 1]);
-    Some(log_probs.gather(1, targets).neg().mean())
+    Some(log_probs.gather(1, index.reshape([q, 1])).neg().mean())
 }
 
 impl LossKind {

@@ -89,7 +89,7 @@ impl Stepper for BurnStepper<'_, '_> {
                     .push(Tensor::cat(vec![d_ap.clone(), d_an.clone()], 0).detach());
                 self.labels.extend(std::iter::repeat_n(1.0, size));
                 self.labels.extend(std::iter::repeat_n(0.0, size));
-                TripletLoss::new(self.loss.margin).forward(d_ap, d_an)
+                Some(TripletLoss::new(self.loss.margin).forward(d_ap, d_an))
             }
             _ => {
                 let (mut a, mut b, labels) = train.gather(idx);
@@ -107,21 +107,19 @@ impl Stepper for BurnStepper<'_, '_> {
                     self.distances.push(d.detach());
                     let l = multiple_negatives_ranking(ea, eb, &labels);
                     self.labels.extend(labels);
-                    // A batch without a similar pair has nothing to rank: no step.
-                    let Some(l) = l else { return Ok(()) };
-                    self.batch_losses.push(l.clone().detach());
-                    let grads = GradientsParams::from_grads(l.backward(), &self.network);
-                    self.network = self.optimizer.step(self.lr, self.network.clone(), grads);
-                    return Ok(());
+                    l
+                } else {
+                    let y = labels_tensor(&labels, device);
+                    self.labels.extend(labels);
+                    let s = network.forward_scores(a, b);
+                    self.distances
+                        .push(network.distance_from_scores(s.clone().detach()));
+                    Some(self.loss.forward(s, y))
                 }
-                let y = labels_tensor(&labels, device);
-                self.labels.extend(labels);
-                let s = network.forward_scores(a, b);
-                self.distances
-                    .push(network.distance_from_scores(s.clone().detach()));
-                self.loss.forward(s, y)
             }
         };
+        // A ranking batch without a similar pair has nothing to rank: no step.
+        let Some(l) = l else { return Ok(()) };
         self.batch_losses.push(l.clone().detach());
         let grads = GradientsParams::from_grads(l.backward(), &self.network);
         self.network = self.optimizer.step(self.lr, self.network.clone(), grads);
