@@ -60,6 +60,25 @@ pub enum SiameseError {
     /// A numeric failure while running the model (e.g. a diverged loss).
     #[error("runtime failure: {0}")]
     Runtime(String),
+    /// Something named does not exist (an identity or sample of a gallery).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A write that contradicts what is stored (e.g. the same sample enrolled twice).
+    #[error("conflict in {what}: {message}")]
+    Conflict {
+        /// What was written.
+        what: String,
+        /// What it contradicts.
+        message: String,
+    },
+    /// The embedded storage failed (a database error, a full disk).
+    #[error("storage failure in {path}: {message}")]
+    Storage {
+        /// The database file.
+        path: PathBuf,
+        /// The storage engine's message.
+        message: String,
+    },
 }
 
 impl SiameseError {
@@ -111,6 +130,6 @@ impl SiameseError {
     /// Whether this error comes from bad user input (exit code 2 on the command line) rather
     /// than from a failure while running (exit code 1).
     pub fn is_input_error(&self) -> bool {
-        !matches!(self, Self::Runtime(_))
+        !matches!(self, Self::Runtime(_) | Self::Storage { .. })
     }
 }

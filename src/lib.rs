@@ -30,8 +30,8 @@
 //! [`loss`], [`optim`] → [`config`] ([`config::ModelConfig`]) → [`eval`] (metrics,
 //! calibration) → [`fused`] (host kernels) → [`infer`] (scores, distances, evaluation) →
 //! [`train`] (the epoch loop, callbacks, resumable state) → [`io`] (model directories,
-//! checkpoints) → [`model`] (the Keras-like [`model::Siamese`]) → [`report`]. For MLP encoders on the CPU,
-//! [`fused`] computes the same training step and forward pass without burn's graph, and it
+//! checkpoints) → [`gallery`] (enrolment storage and search) → [`model`] (the Keras-like
+//! [`model::Siamese`]) → [`report`]. For MLP encoders on the CPU, [`fused`] computes the same training step and forward pass without burn's graph, and it
 //! runs the inference of the common convolutional encoders too (much faster;
 //! `Siamese::set_fused(false)` turns it off).
 
@@ -46,6 +46,7 @@ pub mod encoder;
 pub mod error;
 pub mod eval;
 pub mod fused;
+pub mod gallery;
 pub mod infer;
 pub mod io;
 pub mod loss;

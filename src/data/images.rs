@@ -234,6 +234,52 @@ pub fn load_image(path: &Path, opts: &ImageOptions) -> Result<Vec<f32>> {
     Ok(preprocess_image(&img, opts))
 }
 
+/// Decodes an image held in memory (PNG, GIF, JPEG, PNM/PGM), refusing one wider or taller
+/// than `max_side` pixels before decoding it; `what` names it in errors (e.g. `"inputs[2]"`).
+///
+/// ```
+/// let png = {
+///     let mut out = std::io::Cursor::new(Vec::new());
+///     image::GrayImage::new(4, 3).write_to(&mut out, image::ImageFormat::Png).unwrap();
+///     out.into_inner()
+/// };
+/// let img = siamese::data::images::decode_image(&png, 16, "upload").unwrap();
+/// assert_eq!((img.width(), img.height()), (4, 3));
+/// let err = siamese::data::images::decode_image(&png, 3, "upload").unwrap_err();
+/// assert!(err.to_string().contains("4×3"), "{err}");
+/// assert!(siamese::data::images::decode_image(b"not an image", 16, "upload").is_err());
+/// ```
+pub fn decode_image(bytes: &[u8], max_side: u32, what: &str) -> Result<image::DynamicImage> {
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| SiameseError::invalid(what, format!("cannot read image: {e}")))?;
+    if reader.format().is_none() {
+        return Err(SiameseError::invalid(
+            what,
+            "is not an image in a supported format (PNG, GIF, JPEG, PNM/PGM)",
+        ));
+    }
+    let (w, h) = reader
+        .into_dimensions()
+        .map_err(|e| SiameseError::invalid(what, format!("cannot read image header: {e}")))?;
+    if w > max_side || h > max_side || w == 0 || h == 0 {
+        return Err(SiameseError::invalid(
+            what,
+            format!("is a {w}×{h} image; sides of 1 to {max_side} pixels are accepted"),
+        ));
+    }
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| SiameseError::invalid(what, format!("cannot read image: {e}")))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(max_side);
+    limits.max_image_height = Some(max_side);
+    reader.limits(limits);
+    reader
+        .decode()
+        .map_err(|e| SiameseError::invalid(what, format!("cannot decode image: {e}")))
+}
+
 /// One decoded image as a model input row: grayscale, resized to `opts.width × opts.height`
 /// (triangle filter), scaled to `[0, 1]`, inverted when `opts.invert`. `opts` must be valid
 /// ([`ImageOptions::validate`]).

@@ -36,7 +36,124 @@ use crate::error::{Result, SiameseError};
 use crate::eval::Objective;
 use crate::io::Threshold;
 
+/// What a model takes as one input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputKind {
+    /// A vector of `input_dim` numbers.
+    Vector,
+    /// An image (preprocessed as the model was trained).
+    Image,
+    /// A sentence (tokenized with the model's tokenizer).
+    Text,
+}
+
+/// Turns raw inputs into a model's rows, apart from the model: cheap to clone and shared
+/// between threads (a service decodes requests on many threads and runs the model on one).
+///
+/// ```
+/// use siamese::prelude::*;
+///
+/// let model = Siamese::reference(3, 0).unwrap();
+/// let enc = model.input_encoder();
+/// assert_eq!(enc.kind(), siamese::model::InputKind::Vector);
+/// let rows = enc.vectors(&[vec![1.0, 2.0, 3.0]], "inputs").unwrap();
+/// assert_eq!(rows.shape(), [1, 3]);
+/// let err = enc.vectors(&[vec![1.0, f32::NAN, 3.0]], "inputs").unwrap_err();
+/// assert!(err.to_string().contains("inputs[0]"), "{err}");
+/// ```
+#[derive(Debug, Clone)]
+pub struct InputEncoder {
+    input_dim: usize,
+    image: Option<crate::data::ImageOptions>,
+    tokenizer: Option<TextTokenizer>,
+}
+
+impl InputEncoder {
+    /// What one input is.
+    pub fn kind(&self) -> InputKind {
+        match (&self.tokenizer, &self.image) {
+            (Some(_), _) => InputKind::Text,
+            (None, Some(_)) => InputKind::Image,
+            (None, None) => InputKind::Vector,
+        }
+    }
+
+    /// Values per row.
+    pub fn input_dim(&self) -> usize {
+        self.input_dim
+    }
+
+    /// The image preprocessing, for an image model.
+    pub fn image_options(&self) -> Option<&crate::data::ImageOptions> {
+        self.image.as_ref()
+    }
+
+    fn wrong_kind(&self, what: &str, given: &str) -> SiameseError {
+        let wanted = match self.kind() {
+            InputKind::Vector => format!("vectors of {} numbers", self.input_dim),
+            InputKind::Image => "images".to_string(),
+            InputKind::Text => "sentences".to_string(),
+        };
+        SiameseError::invalid(what, format!("is {given}, but this model takes {wanted}"))
+    }
+
+    /// Rows for vectors; each must hold `input_dim` finite numbers (`what[i]` names a bad one).
+    pub fn vectors(&self, rows: &[Vec<f32>], what: &str) -> Result<Matrix> {
+        if self.kind() != InputKind::Vector {
+            return Err(self.wrong_kind(what, "a vector"));
+        }
+        let mut data = Vec::with_capacity(rows.len() * self.input_dim);
+        for (i, r) in rows.iter().enumerate() {
+            if r.len() != self.input_dim {
+                return Err(SiameseError::shape(
+                    format!("{what}[{i}]"),
+                    format!("{} numbers (the model's input_dim)", self.input_dim),
+                    format!("{} numbers", r.len()),
+                ));
+            }
+            if let Some(j) = r.iter().position(|v| !v.is_finite()) {
+                return Err(SiameseError::invalid(
+                    format!("{what}[{i}]"),
+                    format!("value {j} is {} (NaN and ±∞ are not inputs)", r[j]),
+                ));
+            }
+            data.extend_from_slice(r);
+        }
+        Matrix::new(rows.len(), self.input_dim, data)
+    }
+
+    /// Rows for decoded images, with the model's image preprocessing.
+    pub fn images(&self, images: &[image::DynamicImage], what: &str) -> Result<Matrix> {
+        let Some(opts) = &self.image else {
+            return Err(self.wrong_kind(what, "an image"));
+        };
+        let mut data = Vec::with_capacity(images.len() * opts.dim());
+        for img in images {
+            data.extend(crate::data::images::preprocess_image(img, opts));
+        }
+        Matrix::new(images.len(), opts.dim(), data)
+    }
+
+    /// Rows for sentences, with the model's tokenizer (truncated to its length).
+    pub fn sentences<S: AsRef<str>>(&self, sentences: &[S], what: &str) -> Result<Matrix> {
+        let Some(tok) = &self.tokenizer else {
+            return Err(self.wrong_kind(what, "a sentence"));
+        };
+        tok.encode(sentences)
+    }
+}
+
 impl Siamese {
+    /// This model's [`InputEncoder`].
+    pub fn input_encoder(&self) -> InputEncoder {
+        InputEncoder {
+            input_dim: self.input_dim(),
+            image: self.preprocessing().and_then(|p| p.image.clone()),
+            tokenizer: self.tokenizer.clone(),
+        }
+    }
+
     /// The calibrated decision threshold, when the model has one.
     pub fn threshold(&self) -> Option<&Threshold> {
         self.meta.threshold.as_ref()

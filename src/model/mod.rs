@@ -35,6 +35,7 @@ use crate::siamese::SiameseNetwork;
 use crate::train::{self, Callback, FitOptions, History, Hooks, OptimizerSnapshot, TrainState};
 
 mod inputs;
+pub use inputs::{InputEncoder, InputKind};
 mod pretrained;
 pub use pretrained::PretrainedSetup;
 mod protocols;

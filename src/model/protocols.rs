@@ -7,13 +7,41 @@ use std::collections::HashMap;
 use super::Siamese;
 use crate::data::pairs::{IndexPair, forgery_groups};
 use crate::data::{LabelledSamples, Matrix, PairData};
-use crate::error::Result;
+use crate::error::{Result, SiameseError};
 use crate::eval::protocols::{
     Identification, ReferenceReport, ReferenceScore, gallery_split, identification,
     reference_verification,
 };
+use crate::fused::HostHead;
+use crate::gallery::Scorer;
 
 impl Siamese {
+    /// The model's distance between two embeddings ([`Siamese::embed`] rows) as a host
+    /// [`Scorer`]: what [`Siamese::predict`] gives for the two inputs, up to rounding. A
+    /// gallery ([`crate::gallery`]) scores stored embeddings with it.
+    ///
+    /// ```
+    /// use siamese::prelude::*;
+    ///
+    /// let (a, b, _) = siamese::synthetic::random_pairs(4, 8, 0);
+    /// let model = Siamese::reference(8, 0).unwrap();
+    /// let (ea, eb) = (model.embed(&a).unwrap(), model.embed(&b).unwrap());
+    /// let scorer = model.scorer().unwrap();
+    /// let d = model.predict(&a, &b).unwrap();
+    /// for i in 0..4 {
+    ///     assert!((scorer.distance(ea.row(i), eb.row(i)) - d[i]).abs() < 1e-5);
+    /// }
+    /// ```
+    pub fn scorer(&self) -> Result<Scorer> {
+        match HostHead::from_network(&self.network) {
+            Some(HostHead::Distance(d)) => Ok(Scorer::Distance(d)),
+            Some(HostHead::WeightedL1 { weight, bias }) => Ok(Scorer::WeightedL1 { weight, bias }),
+            None => Err(SiameseError::Runtime(
+                "the model's head could not be read to the host".into(),
+            )),
+        }
+    }
+
     /// Closed-set identification of labelled `samples`: the first `per_class` samples of
     /// each identity are the gallery, the rest probes (see [`crate::eval::protocols`]).
     ///

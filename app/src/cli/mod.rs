@@ -8,6 +8,8 @@
 //! siamese embed --model DIR --input X --out E   embeddings (.npy or .csv)
 //! siamese data info PATH                        what a dataset holds
 //! siamese summary --model DIR | --input-dim N   Keras-style model table
+//! siamese serve --model DIR [--gallery DB]      HTTP service with an enrolment gallery
+//! siamese keygen --api-keys FILE                a new API key for `serve`
 //! ```
 //!
 //! Exit codes: 0 success, 2 bad usage or input (one `error:` line naming the file or field),
@@ -115,6 +117,18 @@ pub enum Command {
         /// What to do with the dataset.
         #[command(subcommand)]
         command: DataCommand,
+    },
+    /// Serve a model over HTTP: verify, embed, and an enrolment gallery (identify, 1:1
+    /// against references).
+    Serve(Box<crate::serve::ServeArgs>),
+    /// Create an API key for `siamese serve`: prints it once, appends its hash to the file.
+    Keygen {
+        /// Key file (created if absent).
+        #[arg(long)]
+        api_keys: PathBuf,
+        /// A name for the key (who holds it).
+        #[arg(long, default_value = "key")]
+        name: String,
     },
     /// Print a Keras-style summary of a saved model or of the reference model.
     Summary {
@@ -399,6 +413,16 @@ pub fn run(cli: Cli) -> Result<()> {
         } => {
             let path = resolve(&path)?;
             println!("{}", siamese::data::info::describe(&path)?);
+            Ok(())
+        }
+        Command::Serve(args) => crate::serve::serve(&args, device),
+        Command::Keygen { api_keys, name } => {
+            let key = crate::serve::auth::keygen(&api_keys, &name)?;
+            eprintln!(
+                "added key `{name}` to {} (only its hash is stored; keep the key now):",
+                api_keys.display()
+            );
+            println!("{key}");
             Ok(())
         }
         Command::Summary { model, input_dim } => {
