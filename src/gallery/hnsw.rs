@@ -130,7 +130,7 @@ mod tests {
         let mut h = HnswIndex::new(4, &scorer);
         for i in 1..=300i64 {
             let v = [i as f32, (i % 7) as f32, (i % 3) as f32, 0.5];
-            exact.insert(i, &v).unwrap();
+            exact.insert(i, 0, &v).unwrap();
             h.insert(i, &v);
         }
         let near = h.search(&[150.2, 3.0, 0.0, 0.5], 3);

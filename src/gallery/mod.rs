@@ -153,6 +153,10 @@ pub struct Gallery {
     hnsw: Option<HnswIndex>,
     owner: HashMap<i64, Arc<str>>,
     members: HashMap<Arc<str>, Vec<i64>>,
+    /// Identity → slot (the tag of its samples in the exact index); `names[slot]`; free slots.
+    slots: HashMap<Arc<str>, u32>,
+    names: Vec<Option<Arc<str>>>,
+    free: Vec<u32>,
 }
 
 impl std::fmt::Debug for Gallery {
@@ -204,6 +208,9 @@ impl Gallery {
             exact: ExactIndex::new(dim),
             owner: HashMap::new(),
             members: HashMap::new(),
+            slots: HashMap::new(),
+            names: Vec::new(),
+            free: Vec::new(),
         };
         let hnsw = g.hnsw.take();
         for s in g.store.all_samples()? {
@@ -243,14 +250,29 @@ impl Gallery {
     }
 
     fn index_sample(&mut self, sample_id: i64, identity: &str, embedding: &[f32]) -> Result<()> {
-        self.exact.insert(sample_id, embedding)?;
-        if let Some(h) = &mut self.hnsw {
-            h.insert(sample_id, embedding);
-        }
         let name: Arc<str> = match self.members.get_key_value(identity) {
             Some((k, _)) => k.clone(),
             None => Arc::from(identity),
         };
+        let slot = match self.slots.get(&name) {
+            Some(&s) => s,
+            None => {
+                let s = match self.free.pop() {
+                    Some(s) => s,
+                    None => {
+                        self.names.push(None);
+                        (self.names.len() - 1) as u32
+                    }
+                };
+                self.names[s as usize] = Some(name.clone());
+                self.slots.insert(name.clone(), s);
+                s
+            }
+        };
+        self.exact.insert(sample_id, slot, embedding)?;
+        if let Some(h) = &mut self.hnsw {
+            h.insert(sample_id, embedding);
+        }
         self.owner.insert(sample_id, name.clone());
         self.members.entry(name).or_default().push(sample_id);
         Ok(())
@@ -267,6 +289,10 @@ impl Gallery {
             list.retain(|&s| s != sample_id);
             if list.is_empty() {
                 self.members.remove(&name);
+                if let Some(slot) = self.slots.remove(&name) {
+                    self.names[slot as usize] = None;
+                    self.free.push(slot);
+                }
             }
         }
     }
@@ -457,18 +483,13 @@ impl Gallery {
     /// Every identity's score, from one pass over all samples.
     fn score_all(&self, probe: &[f32], how: ReferenceScore) -> Result<Vec<(f32, &Arc<str>)>> {
         let d = self.exact.distances(&self.scorer, probe)?;
-        let mut acc: HashMap<&Arc<str>, (f64, usize)> = HashMap::with_capacity(self.members.len());
-        for (sid, d) in self.exact.ids().iter().zip(d) {
-            let Some(name) = self.owner.get(sid) else {
-                continue;
-            };
-            let e = acc.entry(name).or_insert((
-                match how {
-                    ReferenceScore::Mean => 0.0,
-                    ReferenceScore::Min => f64::INFINITY,
-                },
-                0,
-            ));
+        let init = match how {
+            ReferenceScore::Mean => 0.0,
+            ReferenceScore::Min => f64::INFINITY,
+        };
+        let mut acc = vec![(init, 0usize); self.names.len()];
+        for (&slot, d) in self.exact.tags().iter().zip(d) {
+            let e = &mut acc[slot as usize];
             match how {
                 ReferenceScore::Mean => e.0 += d as f64,
                 ReferenceScore::Min => e.0 = e.0.min(d as f64),
@@ -477,12 +498,14 @@ impl Gallery {
         }
         Ok(acc
             .into_iter()
-            .map(|(name, (s, n))| {
+            .zip(&self.names)
+            .filter_map(|((s, n), name)| {
+                let name = name.as_ref().filter(|_| n > 0)?;
                 let v = match how {
                     ReferenceScore::Mean => s / n as f64,
                     ReferenceScore::Min => s,
                 };
-                (v as f32, name)
+                Some((v as f32, name))
             })
             .collect())
     }

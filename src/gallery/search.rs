@@ -19,8 +19,8 @@
 //!
 //! let scorer = Scorer::Distance(Distance::Euclidean);
 //! let mut index = ExactIndex::new(2);
-//! index.insert(7, &[0.0, 0.0]).unwrap();
-//! index.insert(8, &[3.0, 4.0]).unwrap();
+//! index.insert(7, 0, &[0.0, 0.0]).unwrap();
+//! index.insert(8, 1, &[3.0, 4.0]).unwrap();
 //! let d = index.distances(&scorer, &[0.0, 0.0]).unwrap();
 //! assert!((d[1] - 5.0).abs() < 1e-6);
 //! assert_eq!(index.ids(), &[7, 8]);
@@ -168,6 +168,7 @@ pub struct ExactIndex {
     dim: usize,
     values: Vec<f32>,
     ids: Vec<i64>,
+    tags: Vec<u32>,
     position: HashMap<i64, usize>,
 }
 
@@ -178,6 +179,7 @@ impl ExactIndex {
             dim,
             values: Vec::new(),
             ids: Vec::new(),
+            tags: Vec::new(),
             position: HashMap::new(),
         }
     }
@@ -202,14 +204,20 @@ impl ExactIndex {
         &self.ids
     }
 
+    /// The tag of each sample (the caller's group, e.g. an identity slot), in the order of
+    /// [`Self::ids`].
+    pub fn tags(&self) -> &[u32] {
+        &self.tags
+    }
+
     /// The embedding stored under `id`.
     pub fn get(&self, id: i64) -> Option<&[f32]> {
         let p = *self.position.get(&id)?;
         Some(&self.values[p * self.dim..(p + 1) * self.dim])
     }
 
-    /// Adds (or replaces) the embedding of sample `id`.
-    pub fn insert(&mut self, id: i64, embedding: &[f32]) -> Result<()> {
+    /// Adds (or replaces) the embedding of sample `id`, with a `tag` of the caller's.
+    pub fn insert(&mut self, id: i64, tag: u32, embedding: &[f32]) -> Result<()> {
         if embedding.len() != self.dim {
             return Err(SiameseError::shape(
                 "embedding",
@@ -219,10 +227,12 @@ impl ExactIndex {
         }
         if let Some(&p) = self.position.get(&id) {
             self.values[p * self.dim..(p + 1) * self.dim].copy_from_slice(embedding);
+            self.tags[p] = tag;
             return Ok(());
         }
         self.position.insert(id, self.ids.len());
         self.ids.push(id);
+        self.tags.push(tag);
         self.values.extend_from_slice(embedding);
         Ok(())
     }
@@ -236,11 +246,13 @@ impl ExactIndex {
         if p != last {
             let moved = self.ids[last];
             self.ids[p] = moved;
+            self.tags[p] = self.tags[last];
             self.position.insert(moved, p);
             let (head, tail) = self.values.split_at_mut(last * self.dim);
             head[p * self.dim..(p + 1) * self.dim].copy_from_slice(&tail[..self.dim]);
         }
         self.ids.pop();
+        self.tags.pop();
         self.values.truncate(last * self.dim);
         true
     }
@@ -310,11 +322,11 @@ mod tests {
     fn insert_remove_and_search_keep_ids_and_rows_together() {
         let mut index = ExactIndex::new(3);
         for id in 0..5 {
-            index.insert(id, &[id as f32; 3]).unwrap();
+            index.insert(id, 0, &[id as f32; 3]).unwrap();
         }
         assert!(index.remove(1));
         assert!(!index.remove(1));
-        index.insert(2, &[20.0; 3]).unwrap();
+        index.insert(2, 0, &[20.0; 3]).unwrap();
         assert_eq!(index.len(), 4);
         let d = index
             .distances(&Scorer::Distance(Distance::Manhattan), &[0.0; 3])
@@ -324,7 +336,7 @@ mod tests {
             assert_eq!(d, want, "sample {id}");
             assert_eq!(index.get(*id).unwrap()[0] * 3.0, want);
         }
-        let err = index.insert(9, &[1.0; 2]).unwrap_err().to_string();
+        let err = index.insert(9, 0, &[1.0; 2]).unwrap_err().to_string();
         assert!(err.contains("expected 3 values, got 2"), "{err}");
         let err = index
             .distances(&Scorer::Distance(Distance::Euclidean), &[1.0; 4])
