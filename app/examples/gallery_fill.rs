@@ -1,7 +1,9 @@
 //! Fills a `siamese serve` gallery with synthetic identities for load tests: N identities ×
-//! K samples, each sample a random input of the model's kind (uniform pixels or features,
-//! or lines of a sentence file with a suffix), embedded by the model and enrolled through
-//! the library, as the service would.
+//! K samples, embedded by the model and enrolled through the library, as the service would.
+//! Vector and image models: each identity has a random centre (uniform in [0, 1]) and its
+//! samples are the centre plus uniform noise of ±`spread`, clamped to [0, 1], so that an
+//! identity's samples resemble each other as real ones do. Text models: lines of a
+//! sentence file with a numbered suffix.
 //!
 //! ```text
 //! cargo run --release --example gallery_fill -- --model DIR --gallery g.sqlite \
@@ -32,6 +34,9 @@ struct Args {
     sentences: Option<PathBuf>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Half-width of the noise around an identity's centre (vector and image models).
+    #[arg(long, default_value_t = 0.1)]
+    spread: f32,
 }
 
 fn main() -> siamese::error::Result<()> {
@@ -55,32 +60,45 @@ fn main() -> siamese::error::Result<()> {
         ));
     }
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed);
-    let rows_for = |n: usize,
-                    start: usize,
-                    rng: &mut rand_chacha::ChaCha8Rng|
-     -> siamese::error::Result<(Matrix, Vec<Vec<u8>>)> {
-        if enc.kind() == InputKind::Text {
-            let s: Vec<String> = (0..n)
-                .map(|i| {
-                    format!(
-                        "{} ({})",
-                        sentences[(start + i) % sentences.len()],
-                        start + i
-                    )
-                })
-                .collect();
-            let raw = s.iter().map(|x| x.as_bytes().to_vec()).collect();
-            Ok((enc.sentences(&s, "sentences")?, raw))
-        } else {
-            let d = enc.input_dim();
-            let data: Vec<f32> = (0..n * d).map(|_| rng.random_range(0.0..1.0)).collect();
-            let raw = data
-                .chunks(d)
-                .map(|r| r.iter().flat_map(|x| x.to_le_bytes()).collect())
-                .collect();
-            Ok((Matrix::new(n, d, data)?, raw))
-        }
-    };
+    let rows_for =
+        |n: usize,
+         start: usize,
+         rng: &mut rand_chacha::ChaCha8Rng|
+         -> siamese::error::Result<(Matrix, Vec<Vec<u8>>)> {
+            if enc.kind() == InputKind::Text {
+                let s: Vec<String> = (0..n)
+                    .map(|i| {
+                        format!(
+                            "{} ({})",
+                            sentences[(start + i) % sentences.len()],
+                            start + i
+                        )
+                    })
+                    .collect();
+                let raw = s.iter().map(|x| x.as_bytes().to_vec()).collect();
+                Ok((enc.sentences(&s, "sentences")?, raw))
+            } else {
+                let d = enc.input_dim();
+                let k = args.samples.max(1);
+                let mut data = Vec::with_capacity(n * d);
+                let mut centre = vec![0.0f32; d];
+                for r in 0..n {
+                    if r % k == 0 {
+                        centre
+                            .iter_mut()
+                            .for_each(|c| *c = rng.random_range(0.0..1.0));
+                    }
+                    data.extend(centre.iter().map(|c| {
+                        (c + rng.random_range(-args.spread..=args.spread)).clamp(0.0, 1.0)
+                    }));
+                }
+                let raw = data
+                    .chunks(d)
+                    .map(|r| r.iter().flat_map(|x| x.to_le_bytes()).collect())
+                    .collect();
+                Ok((Matrix::new(n, d, data)?, raw))
+            }
+        };
     let (probe, _) = rows_for(1, 0, &mut rng)?;
     let dim = model.embed(&probe)?.cols();
     let mut gallery = Gallery::open(
