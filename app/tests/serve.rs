@@ -492,6 +492,21 @@ fn image_models_take_base64_and_multipart_and_refuse_bad_images() {
     );
     assert_eq!(st, 201, "{r}");
     assert_eq!(r["sample_ids"].as_array().unwrap().len(), 2);
+    // keep_raw stored the upload itself.
+    let first = r["sample_ids"][0].as_i64().unwrap();
+    let (st, r) = call(
+        "GET",
+        &u(&format!("/v1/identities/ink/samples/{first}")),
+        None,
+        None,
+    );
+    assert_eq!(
+        (st, r["raw_base64"].as_str()),
+        (200, Some(b64(&a).as_str())),
+        "{r}"
+    );
+    let (st, _) = call("GET", &u("/v1/identities/ink/samples/999"), None, None);
+    assert_eq!(st, 404);
 
     // Corrupt and oversized images; a vector for an image model.
     let mut broken = a.clone();

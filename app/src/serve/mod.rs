@@ -16,7 +16,7 @@
 //! | `GET`, `DELETE /v1/identities/{id}` | the identity and its samples; delete both | read / write |
 //! | `GET /v1/identities?offset&limit` | list | read |
 //! | `POST /v1/identities/{id}/samples` | `{"inputs": [IN…], "keep_raw": false}`: enrol | write |
-//! | `DELETE /v1/identities/{id}/samples/{sample}` | remove one sample | write |
+//! | `GET`, `DELETE /v1/identities/{id}/samples/{sample}` | the stored input (base64, when kept); remove one sample | read / write |
 //! | `POST /v1/identities/{id}/verify` | `{"probe": IN, "score": "mean"}`: 1:1 against the references | read |
 //! | `POST /v1/identify` | `{"probe": IN, "k": 5}`: 1:N, open set (`unknown`) | read |
 //!

@@ -64,7 +64,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/identities/{id}/samples", post(enrol).get(list_samples))
         .route(
             "/v1/identities/{id}/samples/{sample}",
-            delete(delete_sample),
+            get(get_sample).delete(delete_sample),
         )
         .route("/v1/identities/{id}/verify", post(verify_identity))
         .fallback(|| async {
@@ -480,6 +480,32 @@ async fn enrol(
     Ok(json(
         StatusCode::CREATED,
         &serde_json::json!({"sample_ids": ids}),
+    ))
+}
+
+async fn get_sample(
+    State(s): State<Shared>,
+    Path((id, sample)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    use base64::Engine as _;
+    s.authorize(&headers, false)?;
+    let sample_id: i64 = sample
+        .parse()
+        .map_err(|_| ApiError::bad(format!("sample id `{sample}` is not an integer")))?;
+    let s2 = s.clone();
+    let raw = blocking(move || {
+        let g = s2.gallery.read().unwrap_or_else(|p| p.into_inner());
+        siamese::gallery::check_id(&id)?;
+        Ok(g.store().raw_sample(&id, sample_id)?)
+    })
+    .await?;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "sample_id": sample_id,
+            "raw_base64": raw.map(|r| base64::engine::general_purpose::STANDARD.encode(r)),
+        }),
     ))
 }
 
