@@ -13,6 +13,20 @@ use fantoccini::{ClientBuilder, Locator};
 use siamese::io::Threshold;
 use siamese::model::Siamese;
 
+/// The text of the element `id` once it is not empty (5 s at most).
+async fn text_of(c: &fantoccini::Client, id: &str) -> String {
+    let out = c.find(Locator::Id(id)).await.unwrap();
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = out.text().await.unwrap();
+        if !text.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    text
+}
+
 struct Killed(Child);
 
 impl Drop for Killed {
@@ -124,26 +138,11 @@ fn the_page_verifies_enrols_and_identifies_in_chromium() {
         c.find(Locator::Id("enrol-id")).await.unwrap().send_keys("ada").await.unwrap();
         c.find(Locator::Id("in-enrol")).await.unwrap().send_keys("0.2 0.4 0.6 0.8").await.unwrap();
         c.find(Locator::Id("enrol-go")).await.unwrap().click().await.unwrap();
-        let out = c.find(Locator::Id("enrol-out")).await.unwrap();
-        let mut text = String::new();
-        for _ in 0..50 {
-            text = out.text().await.unwrap();
-            if !text.is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let text = text_of(&c, "enrol-out").await;
         assert!(text.starts_with("enrolled sample"), "{text}");
         c.find(Locator::Id("in-probe")).await.unwrap().send_keys("0.2 0.4 0.6 0.8").await.unwrap();
         c.find(Locator::Id("identify-go")).await.unwrap().click().await.unwrap();
-        let out = c.find(Locator::Id("identify-out")).await.unwrap();
-        for _ in 0..50 {
-            text = out.text().await.unwrap();
-            if !text.is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let text = text_of(&c, "identify-out").await;
         assert!(text.starts_with("best: ada"), "{text}");
         c.close().await.unwrap();
     });

@@ -48,6 +48,18 @@ fn start(args: &[&str]) -> Server {
     Server { child, base }
 }
 
+/// A server on `model_dir` with the gallery file `gallery`, plus `extra` flags.
+fn start_with(model_dir: &Path, gallery: &Path, extra: &[&str]) -> Server {
+    let mut args = vec![
+        "--model",
+        model_dir.to_str().unwrap(),
+        "--gallery",
+        gallery.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    start(&args)
+}
+
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -131,16 +143,16 @@ fn every_route_answers_and_every_bad_request_is_named() {
     let (model_dir, model) = vector_model(dir.path());
     let (key_file, key) = keys(dir.path());
     let gallery = dir.path().join("g.sqlite");
-    let s = start(&[
-        "--model",
-        model_dir.to_str().unwrap(),
-        "--gallery",
-        gallery.to_str().unwrap(),
-        "--api-keys",
-        key_file.to_str().unwrap(),
-        "--max-body-bytes",
-        "20000",
-    ]);
+    let s = start_with(
+        &model_dir,
+        &gallery,
+        &[
+            "--api-keys",
+            key_file.to_str().unwrap(),
+            "--max-body-bytes",
+            "20000",
+        ],
+    );
     let u = |p: &str| format!("{}{p}", s.base);
     let k = Some(key.as_str());
 
@@ -580,12 +592,7 @@ fn concurrent_enrol_and_delete_leave_a_consistent_gallery() {
     let dir = tempfile::tempdir().unwrap();
     let (model_dir, _) = vector_model(dir.path());
     let gallery = dir.path().join("g.sqlite");
-    let s = start(&[
-        "--model",
-        model_dir.to_str().unwrap(),
-        "--gallery",
-        gallery.to_str().unwrap(),
-    ]);
+    let s = start_with(&model_dir, &gallery, &[]);
     let base = s.base.clone();
     let threads: Vec<_> = (0..4)
         .map(|t| {
@@ -629,12 +636,7 @@ fn concurrent_enrol_and_delete_leave_a_consistent_gallery() {
     let (_, health) = call("GET", &format!("{base}/healthz"), None, None);
     assert_eq!(health["samples"].as_u64(), Some(stored), "{health} {list}");
     drop(s);
-    let s = start(&[
-        "--model",
-        model_dir.to_str().unwrap(),
-        "--gallery",
-        gallery.to_str().unwrap(),
-    ]);
+    let s = start_with(&model_dir, &gallery, &[]);
     let (_, health) = call("GET", &format!("{}/healthz", s.base), None, None);
     assert_eq!(health["samples"].as_u64(), Some(stored));
 }
@@ -644,16 +646,10 @@ fn kill_9_while_enrolling_loses_no_acknowledged_sample() {
     let dir = tempfile::tempdir().unwrap();
     let (model_dir, _) = vector_model(dir.path());
     let gallery = dir.path().join("g.sqlite");
-    let args = [
-        "--model",
-        model_dir.to_str().unwrap(),
-        "--gallery",
-        gallery.to_str().unwrap(),
-    ];
     let mut acked: Vec<i64> = Vec::new();
     let mut n = 0usize;
     for round in 0..5 {
-        let mut s = start(&args);
+        let mut s = start_with(&model_dir, &gallery, &[]);
         if round == 0 {
             assert_eq!(
                 call("PUT", &format!("{}/v1/identities/w", s.base), None, None).0,
@@ -698,7 +694,7 @@ fn kill_9_while_enrolling_loses_no_acknowledged_sample() {
         acked.extend(ids);
         n = next + 1;
     }
-    let s = start(&args);
+    let s = start_with(&model_dir, &gallery, &[]);
     let (st, r) = call(
         "GET",
         &format!("{}/v1/identities/w/samples", s.base),

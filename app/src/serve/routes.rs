@@ -9,7 +9,7 @@ use axum::extract::{MatchedPath, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
+use axum::routing::{get, post, put};
 use serde::Deserialize;
 use siamese::gallery::Gallery;
 
@@ -179,6 +179,24 @@ impl AppState {
         })
     }
 
+    /// Runs `f` on the gallery under the read lock, on a blocking thread.
+    async fn read<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Gallery) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let s = self.clone();
+        blocking(move || f(&s.gallery.read().unwrap_or_else(|p| p.into_inner()))).await
+    }
+
+    /// Runs `f` on the gallery under the write lock, on a blocking thread.
+    async fn write<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut Gallery) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let s = self.clone();
+        blocking(move || f(&mut s.gallery.write().unwrap_or_else(|p| p.into_inner()))).await
+    }
+
     fn update_gauges(&self, g: &Gallery) {
         self.metrics.samples.set(g.sample_count() as i64);
         self.metrics
@@ -204,6 +222,12 @@ async fn read_body(req: Request, limit: usize) -> Result<Bytes, ApiError> {
                 ApiError::bad(format!("request body: {e}"))
             }
         })
+}
+
+fn sample_id(sample: &str) -> Result<i64, ApiError> {
+    sample
+        .parse()
+        .map_err(|_| ApiError::bad(format!("sample id `{sample}` is not an integer")))
 }
 
 /// Runs CPU-bound or blocking work (decoding, SQLite) off the async threads.
@@ -317,12 +341,9 @@ async fn identify(State(s): State<Shared>, req: Request) -> Result<Response, Api
         )));
     }
     let (_, e) = s.embed_inputs(vec![body.probe], "probe").await?;
-    let s2 = s.clone();
-    let found = blocking(move || {
-        let g = s2.gallery.read().unwrap_or_else(|p| p.into_inner());
-        Ok(g.identify(e.row(0), k, body.score, threshold)?)
-    })
-    .await?;
+    let found = s
+        .read(move |g| Ok(g.identify(e.row(0), k, body.score, threshold)?))
+        .await?;
     Ok(json(StatusCode::OK, &found))
 }
 
@@ -338,12 +359,9 @@ async fn verify_identity(
     }
     let threshold = s.threshold(check_threshold(body.threshold)?)?;
     let (_, e) = s.embed_inputs(vec![body.probe], "probe").await?;
-    let s2 = s.clone();
-    let v = blocking(move || {
-        let g = s2.gallery.read().unwrap_or_else(|p| p.into_inner());
-        Ok(g.verify(&id, e.row(0), body.score, threshold)?)
-    })
-    .await?;
+    let v = s
+        .read(move |g| Ok(g.verify(&id, e.row(0), body.score, threshold)?))
+        .await?;
     Ok(json(StatusCode::OK, &v))
 }
 
@@ -366,12 +384,9 @@ async fn list_identities(
     if limit == 0 || limit > 1000 {
         return Err(ApiError::bad(format!("limit: {limit}; 1 to 1000")));
     }
-    let s2 = s.clone();
-    let list = blocking(move || {
-        let g = s2.gallery.read().unwrap_or_else(|p| p.into_inner());
-        Ok(g.identities(page.offset, limit)?)
-    })
-    .await?;
+    let list = s
+        .read(move |g| Ok(g.identities(page.offset, limit)?))
+        .await?;
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({"identities": list, "offset": page.offset}),
@@ -391,13 +406,12 @@ async fn put_identity(
         api::parse_json(&bytes)?
     };
     let metadata = body.metadata.unwrap_or_else(|| serde_json::json!({}));
-    let s2 = s.clone();
-    let (created, identity) = blocking(move || {
-        let mut g = s2.gallery.write().unwrap_or_else(|p| p.into_inner());
-        let created = g.put_identity(&id, &metadata)?;
-        Ok((created, g.identity(&id)?))
-    })
-    .await?;
+    let (created, identity) = s
+        .write(move |g| {
+            let created = g.put_identity(&id, &metadata)?;
+            Ok((created, g.identity(&id)?))
+        })
+        .await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -412,12 +426,9 @@ async fn get_identity(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     s.authorize(&headers, false)?;
-    let s2 = s.clone();
-    let (identity, samples) = blocking(move || {
-        let g = s2.gallery.read().unwrap_or_else(|p| p.into_inner());
-        Ok((g.identity(&id)?, g.samples(&id)?))
-    })
-    .await?;
+    let (identity, samples) = s
+        .read(move |g| Ok((g.identity(&id)?, g.samples(&id)?)))
+        .await?;
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({"identity": identity, "samples": samples}),
@@ -430,12 +441,7 @@ async fn list_samples(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     s.authorize(&headers, false)?;
-    let s2 = s.clone();
-    let samples = blocking(move || {
-        let g = s2.gallery.read().unwrap_or_else(|p| p.into_inner());
-        Ok(g.samples(&id)?)
-    })
-    .await?;
+    let samples = s.read(move |g| Ok(g.samples(&id)?)).await?;
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({"samples": samples}),
@@ -448,13 +454,8 @@ async fn delete_identity(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     s.authorize(&headers, true)?;
-    let s2 = s.clone();
     let id2 = id.clone();
-    let removed = blocking(move || {
-        let mut g = s2.gallery.write().unwrap_or_else(|p| p.into_inner());
-        Ok(g.delete_identity(&id2)?)
-    })
-    .await?;
+    let removed = s.write(move |g| Ok(g.delete_identity(&id2)?)).await?;
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({"deleted": id, "samples": removed}),
@@ -471,12 +472,7 @@ async fn enrol(
     let body: SamplesBody = s.body(req).await?;
     let (prepared, e) = s.embed_inputs(body.inputs, "inputs").await?;
     let samples = prepared.samples(&e, body.keep_raw);
-    let s2 = s.clone();
-    let ids = blocking(move || {
-        let mut g = s2.gallery.write().unwrap_or_else(|p| p.into_inner());
-        Ok(g.enrol(&id, samples)?)
-    })
-    .await?;
+    let ids = s.write(move |g| Ok(g.enrol(&id, samples)?)).await?;
     Ok(json(
         StatusCode::CREATED,
         &serde_json::json!({"sample_ids": ids}),
@@ -490,16 +486,13 @@ async fn get_sample(
 ) -> Result<Response, ApiError> {
     use base64::Engine as _;
     s.authorize(&headers, false)?;
-    let sample_id: i64 = sample
-        .parse()
-        .map_err(|_| ApiError::bad(format!("sample id `{sample}` is not an integer")))?;
-    let s2 = s.clone();
-    let raw = blocking(move || {
-        let g = s2.gallery.read().unwrap_or_else(|p| p.into_inner());
-        siamese::gallery::check_id(&id)?;
-        Ok(g.store().raw_sample(&id, sample_id)?)
-    })
-    .await?;
+    let sample_id = sample_id(&sample)?;
+    let raw = s
+        .read(move |g| {
+            siamese::gallery::check_id(&id)?;
+            Ok(g.store().raw_sample(&id, sample_id)?)
+        })
+        .await?;
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({
@@ -515,15 +508,9 @@ async fn delete_sample(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     s.authorize(&headers, true)?;
-    let sample_id: i64 = sample
-        .parse()
-        .map_err(|_| ApiError::bad(format!("sample id `{sample}` is not an integer")))?;
-    let s2 = s.clone();
-    blocking(move || {
-        let mut g = s2.gallery.write().unwrap_or_else(|p| p.into_inner());
-        Ok(g.delete_sample(&id, sample_id)?)
-    })
-    .await?;
+    let sample_id = sample_id(&sample)?;
+    s.write(move |g| Ok(g.delete_sample(&id, sample_id)?))
+        .await?;
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({"deleted": sample_id}),
