@@ -99,8 +99,7 @@ fn main() -> siamese::error::Result<()> {
                 Ok((Matrix::new(n, d, data)?, raw))
             }
         };
-    let (probe, _) = rows_for(1, 0, &mut rng)?;
-    let dim = model.embed(&probe)?.cols();
+    let dim = model.config().network.encoder.output_dim();
     let mut gallery = Gallery::open(
         Box::new(SqliteStore::open(&args.gallery)?),
         &model_fingerprint(&args.model)?,

@@ -280,6 +280,15 @@ pub fn decode_image(bytes: &[u8], max_side: u32, what: &str) -> Result<image::Dy
         .map_err(|e| SiameseError::invalid(what, format!("cannot decode image: {e}")))
 }
 
+/// Decoded images as rows of a matrix, each through [`preprocess_image`].
+pub fn preprocess_images(images: &[image::DynamicImage], opts: &ImageOptions) -> Result<Matrix> {
+    let mut data = Vec::with_capacity(images.len() * opts.dim());
+    for img in images {
+        data.extend(preprocess_image(img, opts));
+    }
+    Matrix::new(images.len(), opts.dim(), data)
+}
+
 /// One decoded image as a model input row: grayscale, resized to `opts.width × opts.height`
 /// (triangle filter), scaled to `[0, 1]`, inverted when `opts.invert`. `opts` must be valid
 /// ([`ImageOptions::validate`]).

@@ -128,11 +128,7 @@ impl InputEncoder {
         let Some(opts) = &self.image else {
             return Err(self.wrong_kind(what, "an image"));
         };
-        let mut data = Vec::with_capacity(images.len() * opts.dim());
-        for img in images {
-            data.extend(crate::data::images::preprocess_image(img, opts));
-        }
-        Matrix::new(images.len(), opts.dim(), data)
+        crate::data::images::preprocess_images(images, opts)
     }
 
     /// Rows for sentences, with the model's tokenizer (truncated to its length).
@@ -246,12 +242,7 @@ impl Siamese {
 
     /// Rows for decoded images, with the stored image preprocessing (image models).
     pub fn encode_images(&self, images: &[image::DynamicImage]) -> Result<Matrix> {
-        let opts = self.image_options()?;
-        let mut data = Vec::with_capacity(images.len() * opts.dim());
-        for img in images {
-            data.extend(crate::data::images::preprocess_image(img, opts));
-        }
-        Matrix::new(images.len(), opts.dim(), data)
+        crate::data::images::preprocess_images(images, self.image_options()?)
     }
 
     fn image_options(&self) -> Result<&crate::data::ImageOptions> {

@@ -50,7 +50,6 @@ pub struct ModelInfo {
 #[derive(Clone)]
 pub struct Engine {
     tx: mpsc::SyncSender<Job>,
-    batches: prometheus_client::metrics::histogram::Histogram,
 }
 
 impl Engine {
@@ -63,13 +62,7 @@ impl Engine {
         let model = crate::cli::with_env(Siamese::load(dir, device)?);
         let fingerprint = siamese::gallery::model_fingerprint(dir)?;
         let encoder = model.input_encoder();
-        // One probe row gives the embedding width (and warms the host path up).
-        let probe = Matrix::zeros(1, model.input_dim());
-        let probe = match encoder.kind() {
-            siamese::model::InputKind::Text => encoder.sentences(&["warm up"], "probe")?,
-            _ => probe,
-        };
-        let dim = model.embed(&probe)?.cols();
+        let dim = model.config().network.encoder.output_dim();
         let info = ModelInfo {
             dir: dir.display().to_string(),
             fingerprint,
@@ -79,14 +72,13 @@ impl Engine {
             threshold: model.threshold().map(|t| t.value),
         };
         let (tx, rx) = mpsc::sync_channel::<Job>(QUEUE);
-        let hist = batches.clone();
         std::thread::Builder::new()
             .name("siamese-infer".into())
-            .spawn(move || run(model, rx, hist))
+            .spawn(move || run(model, rx, batches))
             .map_err(|e| {
                 SiameseError::Runtime(format!("cannot start the inference thread: {e}"))
             })?;
-        Ok((Self { tx, batches }, info))
+        Ok((Self { tx }, info))
     }
 
     /// Embeddings of `rows` (checked rows of the model's width).
@@ -102,11 +94,6 @@ impl Engine {
         })?;
         rx.await
             .map_err(|_| SiameseError::Runtime("the inference thread has stopped".into()))?
-    }
-
-    /// The histogram of rows per batch (for tests and metrics).
-    pub fn batch_histogram(&self) -> &prometheus_client::metrics::histogram::Histogram {
-        &self.batches
     }
 }
 
