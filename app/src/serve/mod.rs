@@ -33,6 +33,7 @@
 pub mod api;
 pub mod auth;
 pub mod engine;
+pub mod memory;
 pub mod metrics;
 pub mod routes;
 
@@ -84,6 +85,18 @@ pub struct ServeArgs {
     /// Threads answering HTTP (decoding and storage run on blocking threads besides).
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
+    /// Threads for decoding and storage work at most (tokio's blocking pool; more requests
+    /// than this wait for one). Bounded so that an overload cannot grow the process by a
+    /// thread stack and an allocator arena per waiting request.
+    #[arg(long, default_value_t = 8)]
+    pub blocking_threads: usize,
+    /// glibc `malloc` arenas at most (`serve::memory`; 0: glibc's default of 8 per core).
+    #[arg(long, default_value_t = 1)]
+    pub malloc_arenas: usize,
+    /// Hand freed memory back to the system every this many seconds (glibc's
+    /// `malloc_trim`, see `serve::memory`); 0 never does.
+    #[arg(long, default_value_t = 10)]
+    pub trim_memory_secs: u64,
 }
 
 fn parse_index(s: &str) -> std::result::Result<IndexKind, String> {
@@ -147,12 +160,17 @@ pub fn build(args: &ServeArgs, device: &Device) -> Result<(axum::Router, Arc<rou
 
 /// Runs `siamese serve` until Ctrl-C.
 pub fn serve(args: &ServeArgs, device: &Device) -> Result<()> {
+    // Before the runtime's threads exist, so that they share the limited arenas.
+    memory::limit_arenas(args.malloc_arenas);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.workers.max(1))
+        .max_blocking_threads(args.blocking_threads.max(1))
         .enable_all()
         .build()
         .map_err(|e| SiameseError::Runtime(format!("cannot start the async runtime: {e}")))?;
     let (app, state) = build(args, device)?;
+    memory::spawn_trimmer(Duration::from_secs(args.trim_memory_secs))
+        .map_err(|e| SiameseError::Runtime(format!("cannot start the memory trimmer: {e}")))?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.bind)
             .await

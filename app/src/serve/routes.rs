@@ -274,6 +274,7 @@ async fn metrics(State(s): State<Shared>) -> Response {
         let g = s.gallery.read().unwrap_or_else(|p| p.into_inner());
         s.update_gauges(&g);
     }
+    s.metrics.update_memory();
     (
         [(
             header::CONTENT_TYPE,
