@@ -251,14 +251,41 @@ pub struct TrainSection {
     #[serde(default)]
     pub sampler: Option<SamplerSection>,
     /// Keep the weights of the epoch with the best validation metric: `val_eer`,
-    /// `val_loss` or `val_accuracy` (text sources keep the best validation Spearman
-    /// without it).
+    /// `val_loss`, `val_accuracy` or `val_one_shot` (see `one_shot`; text sources keep the
+    /// best validation Spearman without it).
     #[serde(default)]
     pub keep_best: Option<MonitorName>,
     /// Stop when a validation metric has not improved for `patience` epochs, e.g.
     /// `early_stopping = { monitor = "val_eer", patience = 10 }`.
     #[serde(default)]
     pub early_stopping: Option<EarlyStoppingSection>,
+    /// The trials of the `val_one_shot` monitor, e.g. `one_shot = { ways = 10, trials = 400,
+    /// within_group = false }` (these are the defaults).
+    #[serde(default)]
+    pub one_shot: OneShotSection,
+}
+
+/// `[train] one_shot`: N-way one-shot trials on the validation samples
+/// (`siamese::train::one_shot_monitor`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OneShotSection {
+    /// Classes per trial.
+    pub ways: usize,
+    /// Trials, drawn once and scored after every epoch.
+    pub trials: usize,
+    /// Draw each trial's classes from one parent folder (Omniglot: one alphabet).
+    pub within_group: bool,
+}
+
+impl Default for OneShotSection {
+    fn default() -> Self {
+        Self {
+            ways: 10,
+            trials: 400,
+            within_group: false,
+        }
+    }
 }
 
 /// A validation metric a callback watches.
@@ -271,17 +298,46 @@ pub enum MonitorName {
     ValLoss,
     /// Validation pair accuracy (higher is better).
     ValAccuracy,
+    /// N-way one-shot accuracy on the validation samples (higher is better; `[train]
+    /// one_shot` sets the trials).
+    ValOneShot,
 }
 
 impl MonitorName {
-    /// The library's monitor.
-    pub fn monitor(self) -> siamese::train::Monitor {
+    /// The library's monitor; `val_one_shot` draws its trials from `validation`, the
+    /// validation part's class-labelled samples.
+    ///
+    /// # Errors
+    /// `val_one_shot` without class-labelled validation samples, or with too few classes.
+    pub fn monitor(
+        self,
+        one_shot: &OneShotSection,
+        validation: Option<&siamese::data::images::LabelledSamples>,
+        seed: u64,
+    ) -> Result<siamese::train::Monitor> {
         use siamese::train::Monitor;
-        match self {
+        Ok(match self {
             Self::ValEer => Monitor::ValEer,
             Self::ValLoss => Monitor::ValLoss,
             Self::ValAccuracy => Monitor::ValAccuracy,
-        }
+            Self::ValOneShot => {
+                let samples = validation.ok_or_else(|| {
+                    SiameseError::config(
+                        "train.keep_best",
+                        "val_one_shot needs class-labelled validation samples (an image or \
+                         MNIST source with validation_fraction > 0)",
+                    )
+                })?;
+                siamese::train::one_shot_monitor(
+                    samples.clone(),
+                    one_shot.within_group,
+                    one_shot.ways,
+                    one_shot.trials,
+                    seed,
+                )
+                .map_err(|e| SiameseError::config("train.one_shot", e.to_string()))?
+            }
+        })
     }
 }
 
@@ -355,6 +411,7 @@ impl Default for TrainSection {
             sampler: None,
             keep_best: None,
             early_stopping: None,
+            one_shot: OneShotSection::default(),
         }
     }
 }

@@ -80,6 +80,14 @@ impl EpochContext<'_> {
         }
     }
 
+    /// Distances of any pairs under the current weights (e.g. a monitor's own trials).
+    ///
+    /// # Errors
+    /// When the pairs do not fit the model's input.
+    pub fn distances(&self, pairs: PairData<'_>) -> Result<Vec<f32>> {
+        crate::infer::distances(self.network, pairs, self.host)
+    }
+
     /// The whole training state after this epoch, optimizer included (what `io::Checkpoint`
     /// saves).
     pub fn snapshot(&self) -> Result<TrainState> {
@@ -128,6 +136,11 @@ impl Callback for PrintEpochs {
 /// A score of the validation distances (higher is better).
 pub type ScoreFn = Box<dyn FnMut(&[f32]) -> Result<f64> + Send>;
 
+/// A score computed from the epoch's context (higher is better): e.g. one-shot accuracy on
+/// validation samples, which needs the network rather than the validation pairs
+/// (`eval::one_shot_monitor`).
+pub type ContextScoreFn = Box<dyn FnMut(&EpochContext<'_>) -> Result<f64> + Send>;
+
 /// A validation quantity to watch.
 pub enum Monitor {
     /// Validation loss (lower is better).
@@ -144,6 +157,13 @@ pub enum Monitor {
         /// The score from the validation distances.
         score: ScoreFn,
     },
+    /// A score from the epoch's context, higher is better.
+    Context {
+        /// Name used in messages and the history.
+        name: String,
+        /// The score.
+        score: ContextScoreFn,
+    },
 }
 
 impl std::fmt::Debug for Monitor {
@@ -159,7 +179,7 @@ impl Monitor {
             Self::ValLoss => "val_loss".into(),
             Self::ValAccuracy => "val_accuracy".into(),
             Self::ValEer => "val_eer".into(),
-            Self::Score { name, .. } => name.clone(),
+            Self::Score { name, .. } | Self::Context { name, .. } => name.clone(),
         }
     }
 
@@ -179,6 +199,7 @@ impl Monitor {
                 let d = ctx.validation_distances()?.ok_or_else(missing)?;
                 score(&d)
             }
+            Self::Context { score, .. } => score(ctx),
         }
     }
 }
@@ -296,5 +317,153 @@ impl Callback for EarlyStopping {
 
     fn on_train_end(&mut self, _history: &History) -> Result<Option<SiameseNetwork>> {
         Ok(self.best.as_mut().and_then(|b| b.2.take()))
+    }
+}
+
+/// A [`Monitor`] for [`KeepBest`] / [`EarlyStopping`]: N-way one-shot
+/// accuracy on held-out labelled samples (e.g. the validation characters of Omniglot), the
+/// metric a one-shot model is judged by, instead of the pair EER that only approximates it.
+///
+/// The trials are drawn once (seeded, [`one_shot_trials_within`]; within the classes' parent
+/// folders when `within_group`), so every epoch is scored on the same trials; each epoch
+/// embeds every sample once and scores the trials' pairs with the model's own head. Its name
+/// in the history and messages is `val_one_shot`.
+///
+/// # Errors
+/// When the samples cannot make `ways`-way trials (too few classes with two samples, in any
+/// group when `within_group`).
+///
+/// ```
+/// use siamese::data::images::LabelledSamples;
+/// use siamese::data::Matrix;
+/// // 6 classes × 3 samples of 4 features.
+/// let labels: Vec<usize> = (0..18).map(|i| i / 3).collect();
+/// let rows: Vec<f32> = labels.iter().flat_map(|&c| [c as f32, 0.0, 1.0, 0.5]).collect();
+/// let samples = LabelledSamples {
+///     samples: Matrix::new(18, 4, rows).unwrap(),
+///     labels,
+///     class_names: (0..6).map(|c| format!("class{c}")).collect(),
+///     paths: Vec::new(),
+///     image_size: None,
+/// };
+/// let monitor = siamese::train::one_shot_monitor(samples.clone(), false, 5, 100, 0).unwrap();
+/// assert_eq!(format!("{monitor:?}"), "val_one_shot");
+/// // Ten ways from six classes is refused.
+/// assert!(siamese::train::one_shot_monitor(samples, false, 10, 100, 0).is_err());
+/// ```
+pub fn one_shot_monitor(
+    samples: crate::data::images::LabelledSamples,
+    within_group: bool,
+    ways: usize,
+    trials: usize,
+    seed: u64,
+) -> Result<Monitor> {
+    use crate::data::pairs::IndexPair;
+    let groups = within_group.then(|| crate::data::split::parent_groups(&samples.class_names).0);
+    let trials = crate::eval::one_shot_trials_within(
+        &samples.labels,
+        groups.as_deref(),
+        ways,
+        trials,
+        seed,
+    )?;
+    // Trial t's candidates are pairs t·ways .. (t+1)·ways, in candidate order.
+    let pairs: Vec<IndexPair> = trials
+        .iter()
+        .flat_map(|t| {
+            t.candidates.iter().map(|&c| IndexPair {
+                i: t.query,
+                j: c,
+                label: 0.0,
+            })
+        })
+        .collect();
+    let rows = samples.samples;
+    Ok(Monitor::Context {
+        name: "val_one_shot".into(),
+        score: Box::new(move |ctx| {
+            let d = ctx.distances(crate::data::PairData::Indexed {
+                samples: &rows,
+                pairs: &pairs,
+            })?;
+            let mut at = 0;
+            let hits = trials
+                .iter()
+                .filter(|t| {
+                    let ds = &d[at..at + t.candidates.len()];
+                    at += t.candidates.len();
+                    let best = (0..ds.len()).min_by(|&a, &b| ds[a].total_cmp(&ds[b]));
+                    best == Some(t.correct)
+                })
+                .count();
+            Ok(hits as f64 / trials.len().max(1) as f64)
+        }),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::Matrix;
+    use crate::data::images::LabelledSamples;
+    use crate::prelude::*;
+    use rand::{RngExt, SeedableRng};
+
+    /// 8 classes × 4 samples of 10 features: a random centre per class plus noise of `spread`.
+    fn clusters(spread: f32) -> LabelledSamples {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let centres: Vec<Vec<f32>> = (0..8)
+            .map(|_| (0..10).map(|_| rng.random::<f32>() * 4.0).collect())
+            .collect();
+        let labels: Vec<usize> = (0..32).map(|i| i / 4).collect();
+        let rows: Vec<f32> = labels
+            .iter()
+            .flat_map(|&c| {
+                centres[c]
+                    .iter()
+                    .map(|&v| v + spread * (rng.random::<f32>() - 0.5))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        LabelledSamples {
+            samples: Matrix::new(32, 10, rows).unwrap(),
+            labels,
+            class_names: (0..8).map(|c| format!("c{c}")).collect(),
+            paths: Vec::new(),
+            image_size: None,
+        }
+    }
+
+    /// The best one-shot value a KeepBest saw over 2 epochs of the reference model.
+    fn best_one_shot(samples: LabelledSamples) -> f64 {
+        let (a, b, y) = crate::synthetic::random_pairs(64, 10, 0);
+        let mut model = Siamese::reference(10, 0).unwrap();
+        let mut best = KeepBest::new(one_shot_monitor(samples, false, 5, 300, 1).unwrap());
+        let pairs = PairsRef {
+            a: &a,
+            b: &b,
+            labels: &y,
+        };
+        let options = FitOptions::new(2, 16);
+        model
+            .fit_with(pairs.into(), &options, vec![&mut best])
+            .unwrap();
+        assert_eq!(best.monitor().name(), "val_one_shot");
+        best.best().unwrap().1
+    }
+
+    #[test]
+    fn one_shot_monitor_scores_the_trials_with_the_current_network() {
+        // Tight clusters keep their nearest neighbours through any ReLU network of this
+        // size: near-perfect 5-way accuracy. The same rows with their labels shuffled
+        // across classes leave only chance (1/5).
+        let tight = best_one_shot(clusters(0.05));
+        assert!(tight > 0.9, "tight clusters: {tight}");
+        let mut shuffled = clusters(0.05);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        use rand::seq::SliceRandom;
+        shuffled.labels.shuffle(&mut rng);
+        let chance = best_one_shot(shuffled);
+        assert!(chance < 0.5, "shuffled labels: {chance}");
     }
 }

@@ -31,6 +31,7 @@ mod triplets;
 
 pub use callbacks::{
     Callback, Control, EarlyStopping, EpochContext, KeepBest, Monitor, PrintEpochs,
+    one_shot_monitor,
 };
 pub use epochs::{FitOutcome, Hooks, fit, fit_fused};
 pub use schedule::{LrDecay, LrSchedule};

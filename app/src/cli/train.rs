@@ -238,8 +238,13 @@ fn fit(
 ) -> Result<siamese::train::History> {
     let mut bars = ProgressBars::new(verbose);
     let mut callbacks: Vec<&mut dyn Callback> = vec![&mut bars];
+    let validation_samples = data.validation.as_ref().and_then(|v| v.samples());
     let mut keep_best = match (&data.text, config.train.keep_best) {
-        (_, Some(name)) => Some(KeepBest::new(name.monitor())),
+        (_, Some(name)) => Some(KeepBest::new(name.monitor(
+            &config.train.one_shot,
+            validation_samples,
+            config.train.seed,
+        )?)),
         (Some(text), None) => {
             let gold: Vec<f64> = text.validation_scores.iter().map(|&g| g as f64).collect();
             let kind = model.config().loss.kind;
@@ -256,11 +261,19 @@ fn fit(
     if let Some(k) = &mut keep_best {
         callbacks.push(k);
     }
-    let mut early = config.train.early_stopping.map(|e| {
-        let mut stop = EarlyStopping::new(e.monitor.monitor(), e.patience);
-        stop.min_delta = e.min_delta;
-        stop
-    });
+    let mut early = match config.train.early_stopping {
+        Some(e) => {
+            let monitor = e.monitor.monitor(
+                &config.train.one_shot,
+                validation_samples,
+                config.train.seed,
+            )?;
+            let mut stop = EarlyStopping::new(monitor, e.patience);
+            stop.min_delta = e.min_delta;
+            Some(stop)
+        }
+        None => None,
+    };
     if let Some(e) = &mut early {
         callbacks.push(e);
     }
@@ -297,6 +310,7 @@ fn fit(
             "val_spearman" => format!("{:.2}", value * 100.0),
             "val_eer" => format!("{:.2}%", -value * 100.0),
             "val_loss" => format!("{:.4}", -value),
+            "val_one_shot" => format!("{:.2}%", value * 100.0),
             _ => format!("{:.4}", value),
         };
         println!(
