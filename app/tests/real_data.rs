@@ -223,6 +223,58 @@ fn att_faces_mined_recipe_short() {
     assert_eq!(report["identification"]["identities"], 10);
 }
 
+/// A short version of configs/omniglot_mined.toml (8 epochs instead of 100): the epoch kept
+/// by validation one-shot accuracy (recorded per epoch in the saved config), then 20-way
+/// within-alphabet one-shot on small2's unseen alphabets well above chance (5%).
+#[test]
+fn omniglot_mined_recipe_short() {
+    let Some(dir) = data_dir("omniglot") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("model");
+    let run = |args: &[&str]| run_binary(&dir, args);
+    let config = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../configs/omniglot_mined.toml"
+    );
+    let model_arg = model.to_str().unwrap();
+    let stdout = run(&[
+        "train", "--config", config, "--epochs", "8", "--output", model_arg, "--quiet",
+    ]);
+    assert!(stdout.contains("best val_one_shot"), "{stdout}");
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model.join("config.json")).unwrap()).unwrap();
+    let selection = saved
+        .pointer("/extra/epoch_selection")
+        .or_else(|| saved.get("epoch_selection"))
+        .unwrap_or_else(|| panic!("no epoch_selection in {saved}"));
+    assert_eq!(selection["monitor"], "val_one_shot");
+    let values = selection["values"].as_array().unwrap();
+    assert_eq!(values.len(), 8);
+    // 10-way on the validation characters: every epoch far above chance (10%).
+    assert!(
+        values.iter().all(|v| v.as_f64().unwrap() > 0.3),
+        "{selection}"
+    );
+    let out = run(&[
+        "evaluate",
+        "--model",
+        model_arg,
+        "--one-shot",
+        "20",
+        "--within-group",
+        "--trials",
+        "200",
+        "--no-plots",
+    ]);
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model.join("eval/report.json")).unwrap()).unwrap();
+    let acc = report["one_shot_accuracy"].as_f64().unwrap();
+    eprintln!("Omniglot mined recipe, 8 epochs: 20-way within-alphabet one-shot {acc:.4}\n{out}");
+    assert!(acc > 0.25, "{report}");
+}
+
 /// `signatures_sign_data_64` split as configs/signatures64.toml asks: the 21 writers 049–069
 /// (and their forgeries) are the test part, validation writers come from 001–048, no writer
 /// is in two parts; the reference protocol scores every test writer.
