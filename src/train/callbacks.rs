@@ -324,7 +324,7 @@ impl Callback for EarlyStopping {
 /// accuracy on held-out labelled samples (e.g. the validation characters of Omniglot), the
 /// metric a one-shot model is judged by, instead of the pair EER that only approximates it.
 ///
-/// The trials are drawn once (seeded, [`one_shot_trials_within`]; within the classes' parent
+/// The trials are drawn once (seeded, [`one_shot_trials_within`](crate::eval::one_shot_trials_within); within the classes' parent
 /// folders when `within_group`), so every epoch is scored on the same trials; each epoch
 /// embeds every sample once and scores the trials' pairs with the model's own head. Its name
 /// in the history and messages is `val_one_shot`.
