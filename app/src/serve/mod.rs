@@ -29,6 +29,10 @@
 //! comparison, [`auth`]); `--keyed-reads` keys the read routes too. Without a key file the
 //! server binds only to loopback. Bodies, images, inputs per request, sentence length and
 //! request time are limited; every bad request gets a 4xx JSON error.
+//!
+//! Memory: decoding and storage run on a bounded pool of blocking threads, and glibc's
+//! allocator is held to one arena and trimmed every few seconds ([`memory`]), so a long
+//! overload does not creep up the resident set.
 
 pub mod api;
 pub mod auth;
