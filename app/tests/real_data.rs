@@ -38,6 +38,33 @@ fn run_binary(dir: &std::path::Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Trains `configs/<config>` for `epochs` epochs through the binary into a temporary
+/// directory: the directory (kept alive by the caller), the model's path and the stdout.
+fn train_recipe(
+    dir: &std::path::Path,
+    config: &str,
+    epochs: usize,
+) -> (tempfile::TempDir, PathBuf, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("model");
+    let config = format!("{}/../configs/{config}", env!("CARGO_MANIFEST_DIR"));
+    let epochs = epochs.to_string();
+    let stdout = run_binary(
+        dir,
+        &[
+            "train",
+            "--config",
+            &config,
+            "--epochs",
+            &epochs,
+            "--output",
+            model.to_str().unwrap(),
+            "--quiet",
+        ],
+    );
+    (tmp, model, stdout)
+}
+
 /// A short version of the Keras mnist_siamese recipe (configs/mnist.toml with 6 epochs):
 /// 8,000 / 2,000 images split by image, per-class pairs, accuracy at d < 0.5 on the test pairs
 /// of unseen images.
@@ -181,14 +208,9 @@ fn att_faces_mined_recipe_short() {
     let Some(dir) = data_dir("att_faces") else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let model = tmp.path().join("model");
-    let run = |args: &[&str]| run_binary(&dir, args);
-    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/att_mined.toml");
+    let (_tmp, model, stdout) = train_recipe(&dir, "att_mined.toml", 15);
     let model_arg = model.to_str().unwrap();
-    let stdout = run(&[
-        "train", "--config", config, "--epochs", "15", "--output", model_arg, "--quiet",
-    ]);
+    let run = |args: &[&str]| run_binary(&dir, args);
     assert!(stdout.contains("kept epoch"), "{stdout}");
     let history = std::fs::read_to_string(model.join("history.csv")).unwrap();
     let rows: Vec<Vec<&str>> = history
@@ -231,17 +253,9 @@ fn omniglot_mined_recipe_short() {
     let Some(dir) = data_dir("omniglot") else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let model = tmp.path().join("model");
-    let run = |args: &[&str]| run_binary(&dir, args);
-    let config = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../configs/omniglot_mined.toml"
-    );
+    let (_tmp, model, stdout) = train_recipe(&dir, "omniglot_mined.toml", 8);
     let model_arg = model.to_str().unwrap();
-    let stdout = run(&[
-        "train", "--config", config, "--epochs", "8", "--output", model_arg, "--quiet",
-    ]);
+    let run = |args: &[&str]| run_binary(&dir, args);
     assert!(stdout.contains("best val_one_shot"), "{stdout}");
     let saved: serde_json::Value =
         serde_json::from_slice(&std::fs::read(model.join("config.json")).unwrap()).unwrap();
