@@ -450,13 +450,50 @@ pub fn one_shot_accuracy(trials: &[Trial], mut distance: impl FnMut(usize, usize
         .iter()
         .filter(|t| {
             let d: Vec<f32> = t.candidates.iter().map(|&c| distance(t.query, c)).collect();
-            let best = (0..d.len())
-                .min_by(|&a, &b| d[a].total_cmp(&d[b]))
-                .unwrap_or(0);
-            best == t.correct
+            nearest_is_correct(&d, t.correct)
         })
         .count();
     ratio(hits, trials.len())
+}
+
+/// Every trial's (query, candidate) pairs, trial by trial in candidate order: what a model
+/// scores in one call before [`one_shot_accuracy_of`].
+pub fn trial_pairs(trials: &[Trial]) -> Vec<crate::data::pairs::IndexPair> {
+    trials
+        .iter()
+        .flat_map(|t| {
+            t.candidates.iter().map(|&c| crate::data::pairs::IndexPair {
+                i: t.query,
+                j: c,
+                label: 0.0,
+            })
+        })
+        .collect()
+}
+
+/// [`one_shot_accuracy`] from the distances of [`trial_pairs`]`(trials)`, in that order.
+///
+/// # Panics
+/// When `distances` is shorter than the trials' candidates.
+pub fn one_shot_accuracy_of(trials: &[Trial], distances: &[f32]) -> f64 {
+    let mut at = 0;
+    let hits = trials
+        .iter()
+        .filter(|t| {
+            let d = &distances[at..at + t.candidates.len()];
+            at += t.candidates.len();
+            nearest_is_correct(d, t.correct)
+        })
+        .count();
+    ratio(hits, trials.len())
+}
+
+/// Whether the smallest of `d` is at `correct`.
+fn nearest_is_correct(d: &[f32], correct: usize) -> bool {
+    let best = (0..d.len())
+        .min_by(|&a, &b| d[a].total_cmp(&d[b]))
+        .unwrap_or(0);
+    best == correct
 }
 
 #[cfg(test)]
@@ -567,6 +604,15 @@ mod tests {
         );
         let chance = one_shot_accuracy(&trials, |_, _| 1.0);
         assert!(chance < 0.5, "{chance}");
+        // The same scores through trial_pairs, in pair order: the same accuracy.
+        let score = |q: usize, c: usize| ((q * 7 + c * 13) % 11) as f32;
+        let pairs = trial_pairs(&trials);
+        assert_eq!(pairs.len(), 50 * 5);
+        let d: Vec<f32> = pairs.iter().map(|p| score(p.i, p.j)).collect();
+        assert_eq!(
+            one_shot_accuracy_of(&trials, &d),
+            one_shot_accuracy(&trials, score)
+        );
         assert!(one_shot_trials(&labels, 25, 1, 0).is_err());
     }
 

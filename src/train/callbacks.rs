@@ -358,7 +358,6 @@ pub fn one_shot_monitor(
     trials: usize,
     seed: u64,
 ) -> Result<Monitor> {
-    use crate::data::pairs::IndexPair;
     let groups = within_group.then(|| crate::data::split::parent_groups(&samples.class_names).0);
     let trials = crate::eval::one_shot_trials_within(
         &samples.labels,
@@ -367,17 +366,7 @@ pub fn one_shot_monitor(
         trials,
         seed,
     )?;
-    // Trial t's candidates are pairs t·ways .. (t+1)·ways, in candidate order.
-    let pairs: Vec<IndexPair> = trials
-        .iter()
-        .flat_map(|t| {
-            t.candidates.iter().map(|&c| IndexPair {
-                i: t.query,
-                j: c,
-                label: 0.0,
-            })
-        })
-        .collect();
+    let pairs = crate::eval::trial_pairs(&trials);
     let rows = samples.samples;
     Ok(Monitor::Context {
         name: "val_one_shot".into(),
@@ -386,17 +375,7 @@ pub fn one_shot_monitor(
                 samples: &rows,
                 pairs: &pairs,
             })?;
-            let mut at = 0;
-            let hits = trials
-                .iter()
-                .filter(|t| {
-                    let ds = &d[at..at + t.candidates.len()];
-                    at += t.candidates.len();
-                    let best = (0..ds.len()).min_by(|&a, &b| ds[a].total_cmp(&ds[b]));
-                    best == Some(t.correct)
-                })
-                .count();
-            Ok(hits as f64 / trials.len().max(1) as f64)
+            Ok(crate::eval::one_shot_accuracy_of(&trials, &d))
         }),
     })
 }

@@ -107,27 +107,12 @@ pub fn evaluate(args: &EvaluateArgs, device: &Device) -> Result<()> {
         report.one_shot_groups = groups.map(|(_, names)| names);
         // Every (query, candidate) pair scored by the model's own head (the weighted-L1 head
         // included), with each test sample embedded once.
-        let pairs: Vec<siamese::data::pairs::IndexPair> = trials
-            .iter()
-            .flat_map(|t| {
-                t.candidates
-                    .iter()
-                    .map(|&c| siamese::data::pairs::IndexPair {
-                        i: t.query,
-                        j: c,
-                        label: 0.0,
-                    })
-            })
-            .collect();
+        let pairs = siamese::eval::trial_pairs(&trials);
         let d = model.predict_pairs(PairData::Indexed {
             samples: &s.samples,
             pairs: &pairs,
         })?;
-        let mut lookup = std::collections::HashMap::new();
-        for (p, &v) in pairs.iter().zip(&d) {
-            lookup.insert((p.i, p.j), v);
-        }
-        let acc = siamese::eval::one_shot_accuracy(&trials, |q, c| lookup[&(q, c)]);
+        let acc = siamese::eval::one_shot_accuracy_of(&trials, &d);
         report.one_shot_accuracy = Some(acc);
         report.ways = Some(ways);
         report.one_shot_trials = Some(trials.len());
