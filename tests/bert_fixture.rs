@@ -327,3 +327,69 @@ fn multiple_negatives_ranking_fine_tunes_the_twin() {
         "nearest answers right: {before} → {after}"
     );
 }
+
+/// Cosine-MSE fine-tuning (SBERT's STS objective) runs on the host BERT trainer: the same
+/// losses and embeddings as burn's autodiff after two epochs of Adam (no dropout, so that
+/// both paths compute the same function), and the weights moved.
+#[test]
+fn cosine_mse_fine_tuning_on_the_host_equals_burns() {
+    use siamese::model::PretrainedSetup;
+    use siamese::optim::OptimizerConfig;
+    use siamese::train::FitOptions;
+
+    let device = Device::flex();
+    let setup = || PretrainedSetup {
+        optimizer: OptimizerConfig::Adam {
+            lr: 1e-3,
+            beta_1: 0.9,
+            beta_2: 0.999,
+            epsilon: 1e-6,
+        },
+        dropout: Some(0.0),
+        ..PretrainedSetup::default()
+    };
+    let left = [
+        "a man is playing a guitar",
+        "the cat sleeps on the sofa",
+        "two dogs run in the park",
+        "a woman slices an onion",
+        "the train leaves at noon",
+        "children play football outside",
+    ];
+    let right = [
+        "someone plays the guitar",
+        "a dog barks at the mailman",
+        "dogs are running on grass",
+        "a person is cutting vegetables",
+        "the market opens early",
+        "kids are playing soccer",
+    ];
+    let scores = [0.9, 0.1, 0.85, 0.7, 0.05, 0.95];
+    let mut host = Siamese::from_pretrained_with(fixture(), &device, setup()).unwrap();
+    let mut burn = Siamese::from_pretrained_with(fixture(), &device, setup()).unwrap();
+    burn.set_fused(false);
+    let (a, b) = (
+        host.encode_sentences(&left).unwrap(),
+        host.encode_sentences(&right).unwrap(),
+    );
+    let before = host.embed(&a).unwrap();
+    let options = FitOptions::new(2, 4);
+    let lh = host.fit(&a, &b, &scores, &options).unwrap().loss();
+    let lb = burn.fit(&a, &b, &scores, &options).unwrap().loss();
+    for (h, w) in lh.iter().zip(&lb) {
+        assert!(
+            (h - w).abs() <= 1e-4 * w.abs().max(1e-3),
+            "losses {lh:?} vs {lb:?}"
+        );
+    }
+    burn.set_fused(true);
+    let (eh, eb) = (host.embed(&a).unwrap(), burn.embed(&a).unwrap());
+    let d = max_diff(eh.as_slice(), eb.as_slice(), "embeddings after fine-tuning");
+    assert!(d < 1e-4, "embeddings after fine-tuning differ by {d}");
+    let moved = eh
+        .as_slice()
+        .iter()
+        .zip(before.as_slice())
+        .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(moved > 1e-3, "fine-tuning moved the embeddings by {moved}");
+}

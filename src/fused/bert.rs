@@ -47,39 +47,39 @@ const PASS_ROWS: usize = 32;
 
 /// One transformer layer's weights, row-major `[in, out]`.
 #[derive(Debug, Clone, PartialEq)]
-struct HostLayer {
+pub(super) struct HostLayer {
     /// `[H, 3H]`: `Wq | Wk | Wv` side by side, and their biases `[3H]`.
-    qkv: Vec<f32>,
-    qkv_b: Vec<f32>,
-    out: Vec<f32>,
-    out_b: Vec<f32>,
+    pub(super) qkv: Vec<f32>,
+    pub(super) qkv_b: Vec<f32>,
+    pub(super) out: Vec<f32>,
+    pub(super) out_b: Vec<f32>,
     /// The attention block's layer norm `[γ, β]`.
-    norm1: [Vec<f32>; 2],
-    w1: Vec<f32>,
-    b1: Vec<f32>,
-    w2: Vec<f32>,
-    b2: Vec<f32>,
-    norm2: [Vec<f32>; 2],
+    pub(super) norm1: [Vec<f32>; 2],
+    pub(super) w1: Vec<f32>,
+    pub(super) b1: Vec<f32>,
+    pub(super) w2: Vec<f32>,
+    pub(super) b2: Vec<f32>,
+    pub(super) norm2: [Vec<f32>; 2],
 }
 
 /// A BERT encoder's weights on the host, for inference (see the module docs).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FusedBert {
-    h: usize,
-    heads: usize,
-    inter: usize,
-    vocab: usize,
-    max_position: usize,
-    eps: f32,
-    activation: BertActivation,
-    pooling: BertPooling,
-    normalize: bool,
+    pub(super) h: usize,
+    pub(super) heads: usize,
+    pub(super) inter: usize,
+    pub(super) vocab: usize,
+    pub(super) max_position: usize,
+    pub(super) eps: f32,
+    pub(super) activation: BertActivation,
+    pub(super) pooling: BertPooling,
+    pub(super) normalize: bool,
     /// `[vocab, H]`, `[max_position, H]`, the type-0 embedding `[H]`.
-    word: Vec<f32>,
-    position: Vec<f32>,
-    type0: Vec<f32>,
-    norm: [Vec<f32>; 2],
-    layers: Vec<HostLayer>,
+    pub(super) word: Vec<f32>,
+    pub(super) position: Vec<f32>,
+    pub(super) type0: Vec<f32>,
+    pub(super) norm: [Vec<f32>; 2],
+    pub(super) layers: Vec<HostLayer>,
 }
 
 /// A burn vector as host values.
@@ -110,7 +110,7 @@ impl FusedBert {
         Self::from_encoder(bert)
     }
 
-    fn from_encoder(bert: &BertEncoder) -> Option<Self> {
+    pub(super) fn from_encoder(bert: &BertEncoder) -> Option<Self> {
         let [vocab, h] = bert.word.weight.dims();
         let [max_position, _] = bert.position.weight.dims();
         let heads = bert.heads();
@@ -223,9 +223,13 @@ impl FusedBert {
 
     /// Each row's length: one past its last token (its `[SEP]`), checking every id.
     fn lengths(&self, x: &Matrix, what: &str) -> Result<Vec<usize>> {
-        let width = x.cols();
-        let mut lens = Vec::with_capacity(x.rows());
-        for (r, row) in x.as_slice().chunks_exact(width.max(1)).enumerate() {
+        self.lengths_of(x.as_slice(), x.cols(), what)
+    }
+
+    /// [`Self::lengths`] of rows of `width` ids stored one after the other in `x`.
+    pub(super) fn lengths_of(&self, x: &[f32], width: usize, what: &str) -> Result<Vec<usize>> {
+        let mut lens = Vec::with_capacity(x.len() / width.max(1));
+        for (r, row) in x.chunks_exact(width.max(1)).enumerate() {
             let mut len = 0;
             for (c, &v) in row.iter().enumerate() {
                 if !(v >= 0.0 && v <= self.vocab as f32 && v.fract() == 0.0) {
@@ -413,7 +417,7 @@ thread_local! {
 /// integer power (the float's exponent bits) and `e^g`, `|g| ≤ ln2/2`, by its Taylor series
 /// to `g⁷` (relative error below 1e-8); 0 below −87.
 #[inline(always)]
-fn exp_neg(a: f32) -> f32 {
+pub(super) fn exp_neg(a: f32) -> f32 {
     let y = a.max(-87.0) * std::f32::consts::LOG2_E;
     let n = (y + 0.5).floor();
     let g = (y - n) * std::f32::consts::LN_2;
@@ -435,7 +439,7 @@ fn exp_neg(a: f32) -> f32 {
 
 /// `erf(x)` by Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7), branch-free.
 #[inline(always)]
-fn erf(x: f32) -> f32 {
+pub(super) fn erf(x: f32) -> f32 {
     let z = x.abs();
     let t = 1.0 / (1.0 + 0.327_591_1 * z);
     let poly = t
@@ -470,7 +474,7 @@ multiversion! {
 
 multiversion! {
     /// `z += b` per row.
-    fn add_bias(z: &mut [f32], b: &[f32]) {
+    pub(super) fn add_bias(z: &mut [f32], b: &[f32]) {
         for row in z.chunks_exact_mut(b.len()) {
             for (v, b) in row.iter_mut().zip(b) {
                 *v += b;
@@ -481,7 +485,7 @@ multiversion! {
 
 /// `Σ aᵢbᵢ` in eight partial sums (so that it vectorises).
 #[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let tail: f32 = ca
@@ -576,7 +580,7 @@ fn layer_norm(
 }
 
 /// One sentence's embedding from its token states `[len, H]` and token mask.
-fn pool(e: &mut [f32], states: &[f32], mask: &[f32], pooling: BertPooling) {
+pub(super) fn pool(e: &mut [f32], states: &[f32], mask: &[f32], pooling: BertPooling) {
     let h = e.len();
     match pooling {
         BertPooling::Mean => {

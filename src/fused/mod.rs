@@ -36,6 +36,7 @@
 //! everything through burn instead.
 
 pub mod bert;
+mod bert_train;
 pub mod conv;
 mod conv_train;
 mod host;
@@ -46,6 +47,7 @@ mod packed;
 mod trainer;
 
 pub use bert::FusedBert;
+pub use bert_train::BertTrainer;
 pub use conv::FusedConv;
 pub use conv_train::ConvTrainer;
 pub use host::{HostEncoder, HostHead};

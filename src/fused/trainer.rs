@@ -397,6 +397,8 @@ pub enum HostTrainer {
     Mlp(FusedTrainer),
     /// A convolutional encoder.
     Conv(super::ConvTrainer),
+    /// A BERT-family encoder.
+    Bert(Box<super::BertTrainer>),
 }
 
 impl From<FusedTrainer> for HostTrainer {
@@ -416,6 +418,9 @@ impl HostTrainer {
         match &network.encoder {
             Encoder::Mlp(_) => FusedTrainer::new(network, state, hyper).map(Self::Mlp),
             Encoder::Conv(_) => super::ConvTrainer::new(network, state, hyper).map(Self::Conv),
+            Encoder::Bert(_) => {
+                super::BertTrainer::new(network, state, hyper).map(|t| Self::Bert(Box::new(t)))
+            }
             _ => None,
         }
     }
@@ -429,6 +434,7 @@ impl HostTrainer {
         match self {
             Self::Mlp(t) => t.step(batch, fill),
             Self::Conv(t) => t.step(batch, fill),
+            Self::Bert(t) => t.step(batch, fill),
         }
     }
 
@@ -437,6 +443,7 @@ impl HostTrainer {
         match self {
             Self::Mlp(t) => t.reseed(seed),
             Self::Conv(t) => t.reseed(seed),
+            Self::Bert(t) => t.reseed(seed),
         }
     }
 
@@ -445,6 +452,7 @@ impl HostTrainer {
         match self {
             Self::Mlp(t) => t.hyper.optimizer.lr(),
             Self::Conv(t) => t.hyper.optimizer.lr(),
+            Self::Bert(t) => t.hyper.optimizer.lr(),
         }
     }
 
@@ -453,6 +461,7 @@ impl HostTrainer {
         let optimizer = match self {
             Self::Mlp(t) => &mut t.hyper.optimizer,
             Self::Conv(t) => &mut t.hyper.optimizer,
+            Self::Bert(t) => &mut t.hyper.optimizer,
         };
         *optimizer = optimizer.with_lr(lr);
     }
@@ -462,6 +471,7 @@ impl HostTrainer {
         match self {
             Self::Mlp(t) => t.mlp().write_back(network),
             Self::Conv(t) => t.write_back(network),
+            Self::Bert(t) => t.write_back(network),
         }
     }
 
@@ -470,6 +480,7 @@ impl HostTrainer {
         match self {
             Self::Mlp(t) => t.state(),
             Self::Conv(t) => t.state(),
+            Self::Bert(t) => t.state(),
         }
     }
 
@@ -478,6 +489,7 @@ impl HostTrainer {
         match self {
             Self::Mlp(t) => t.into_state(),
             Self::Conv(t) => t.into_state(),
+            Self::Bert(t) => (*t).into_state(),
         }
     }
 }

@@ -339,6 +339,8 @@ pub struct BertEncoder {
     normalize: bool,
     #[module(skip)]
     eps: f64,
+    #[module(skip)]
+    max_len: usize,
 }
 
 impl BertEncoder {
@@ -364,6 +366,7 @@ impl BertEncoder {
             pooling: config.pooling,
             normalize: config.normalize,
             eps: config.layer_norm_eps,
+            max_len: config.max_len,
         }
     }
 
@@ -505,5 +508,11 @@ impl BertEncoder {
     /// The layer norms' `ε`.
     pub fn layer_norm_eps(&self) -> f64 {
         self.eps
+    }
+
+    /// Token ids per input row (the configuration's `max_len`): the width of the rows the
+    /// text pipeline feeds it.
+    pub fn max_len(&self) -> usize {
+        self.max_len
     }
 }
