@@ -28,7 +28,9 @@
 //! are checked for NaN and ±∞ without a pass of their own: such a value makes every
 //! first-layer pre-activation of its row non-finite, so only a block where that happens is
 //! scanned to name the bad value. Convolutional encoders get host inference in [`conv`] (im2col
-//! and the same kernel); [`HostEncoder`] picks the host path a model can take.
+//! and the same kernel); [`HostEncoder`] picks the host path a model can take. Convolutional
+//! and BERT encoders also train on the host ([`ConvTrainer`], [`BertTrainer`]: forward and
+//! backward over unpadded token blocks); [`HostTrainer`] picks the trainer.
 //!
 //! The burn module stays the source of truth: weights are read from it when a `fit` or
 //! `predict` starts and written back (same parameter ids) after every epoch. The results

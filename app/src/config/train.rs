@@ -42,7 +42,8 @@ pub struct TrainSection {
     #[serde(default)]
     pub checkpoint: Option<std::path::PathBuf>,
     /// The learning-rate schedule, e.g. `schedule = { warmup_epochs = 2, decay = { type =
-    /// "cosine", min_factor = 0.01 } }` (default: constant).
+    /// "cosine", min_factor = 0.01 } }` or `{ warmup_epochs = 0.4, decay = { type = "linear" }
+    /// }` (default: constant).
     #[serde(default)]
     pub schedule: siamese::train::LrSchedule,
     /// Class-balanced batches of `classes × per_class` training samples, for a loss with a

@@ -701,7 +701,7 @@ fn mined_batches_and_schedules_train_as_burn_does() {
         sampler: Some(PerClassSampler::new(&labels, 2, 3).unwrap()),
         schedule: LrSchedule {
             decay: LrDecay::Cosine { min_factor: 0.1 },
-            warmup_epochs: 1,
+            warmup_epochs: 1.0,
         },
         ..FitOptions::new(3, 999)
     };
