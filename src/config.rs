@@ -59,10 +59,10 @@ impl ModelConfig {
                     "cosine-mse regresses the cosine similarity: use model.distance = \"cosine\"",
                 ));
             }
-            (Head::WeightedL1, LossKind::CosineMse | LossKind::ExpMse) => {
+            (Head::WeightedL1, LossKind::CosineMse | LossKind::ExpMse | LossKind::Cosent) => {
                 return Err(crate::error::SiameseError::config(
                     "model.head",
-                    "cosine-mse and exp-mse train the distance head (model.head = \"distance\")",
+                    "cosine-mse, exp-mse and cosent train the distance head (model.head = \"distance\")",
                 ));
             }
             (Head::WeightedL1, LossKind::MultipleNegativesRanking) => {

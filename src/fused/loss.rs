@@ -11,6 +11,7 @@
 //! contrastive:  L = mean(y·d² + (1 − y)·max(0, m − d)²)     ∂L/∂d = (2/n)·(y·d − (1 − y)·max(0, m − d))
 //! cosine-mse:   L = mean((1 − d − y)²)                      ∂L/∂d = −(2/n)·(1 − d − y)
 //! exp-mse:      L = mean((e^−d − y)²)                       ∂L/∂d = −(2/n)·(e^−d − y)·e^−d
+//! CoSENT:       L = log(1 + Σ_{yᵢ > yⱼ} e^{λ(dᵢ − dⱼ)})      (the whole batch; crate::loss::cosent_with_gradients)
 //! triplet:      L = mean(max(0, d(a, p) − d(a, n) + m))     ∂L/∂d(a, p) = −∂L/∂d(a, n) = 1/n where active
 //! weighted-L1:  z = wᵀ|eₐ − e_b| + b,  L = mean(max(z, 0) − z·y + log(1 + e^−|z|)),  d = σ(−z)
 //!               ∂L/∂z = (σ(z) − y)/n,  ∂L/∂w = Σ ∂L/∂z·|eₐ − e_b|,  ∂L/∂eₐ = −∂L/∂e_b = ∂L/∂z·w ⊙ sign(eₐ − e_b)
@@ -166,6 +167,16 @@ impl HostLoss {
                             gemb[(n + i) * emb + j] = -v;
                         }
                     }
+                } else if self.kind == LossKind::Cosent {
+                    // A loss of the whole batch: every distance first.
+                    distances.extend((0..n).map(|i| self.distance.between(row(i), row(n + i))));
+                    let (l, dd) = crate::loss::cosent_with_gradients(&distances, labels);
+                    for (i, (&d, &dd)) in distances.iter().zip(&dd).enumerate() {
+                        let (ea, eb) = (row(i), row(n + i));
+                        let (ga, gb) = split_rows(gemb, emb, i, n + i);
+                        self.distance_backward(ea, eb, d, dd, ga, gb);
+                    }
+                    return (l, distances);
                 } else {
                     for (i, &y) in labels.iter().enumerate() {
                         let (ea, eb) = (row(i), row(n + i));

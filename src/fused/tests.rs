@@ -578,6 +578,7 @@ fn every_distance_and_loss_trains_as_burn_does() {
         (Distance::Manhattan, ExpMse, 1.0),
         (Distance::Euclidean, Triplet, 0.5),
         (Distance::Cosine, Triplet, 0.2),
+        (Distance::Cosine, Cosent, 1.0),
     ] {
         let config = SiameseConfig {
             distance,

@@ -149,11 +149,88 @@ pub enum LossKind {
     /// Validation and test pairs are scored with the contrastive loss at the margin (as for
     /// the triplet loss).
     MultipleNegativesRanking,
+    /// CoSENT (Su 2022; sentence-transformers' `CoSENTLoss`), a ranking loss over the pairs
+    /// of a batch with graded labels: every two pairs with gold `yᵢ > yⱼ` should be ordered
+    /// `sᵢ > sⱼ` by the similarity `s = −d` (for the cosine distance, the cosine similarity
+    /// up to a constant, which the loss ignores),
+    /// `L = log(1 + Σ_{yᵢ > yⱼ} e^{λ(sⱼ − sᵢ)})` with `λ` = [`COSENT_SCALE`] (see [`cosent`]).
+    /// Only the order of the scores matters, which is what Spearman's correlation measures.
+    Cosent,
 }
 
 /// The similarity scale of [`LossKind::MultipleNegativesRanking`] (sentence-transformers'
 /// default, 20).
 pub const MNRL_SCALE: f32 = 20.0;
+
+/// The scale `λ` of [`LossKind::Cosent`] (sentence-transformers' default, 20).
+pub const COSENT_SCALE: f32 = 20.0;
+
+/// The CoSENT loss of a batch of pairs from their distances `d` and graded labels `y`
+/// (`[batch, 1]` each; see [`LossKind::Cosent`]), as `log Σ eᶻ` over `z ∈ {0} ∪ {λ(dᵢ − dⱼ) :
+/// yᵢ > yⱼ}` shifted by its maximum; `[1]`.
+///
+/// ```
+/// use siamese::burn::tensor::{Device, Tensor};
+/// use siamese::loss::{COSENT_SCALE, cosent};
+/// let device = Device::flex();
+/// // Pair 0 (gold 0.9) is closer than pair 1 (gold 0.1) by 0.5: log(1 + e^{20·(0.2 − 0.7)}).
+/// let d = Tensor::<2>::from_floats([[0.2], [0.7]], &device);
+/// let y = Tensor::<2>::from_floats([[0.9], [0.1]], &device);
+/// let l: f32 = cosent(d, y).into_scalar();
+/// assert!((l - (-10.0f32).exp().ln_1p()).abs() < 1e-7);
+/// ```
+pub fn cosent(d: Tensor<2>, y: Tensor<2>) -> Tensor<1> {
+    let [n, _] = d.dims();
+    let device = d.device();
+    let z = (d.clone().reshape([n, 1]).expand([n, n]) - d.reshape([1, n]).expand([n, n]))
+        * COSENT_SCALE;
+    let ordered = y
+        .clone()
+        .reshape([n, 1])
+        .expand([n, n])
+        .greater(y.reshape([1, n]).expand([n, n]))
+        .float();
+    // Terms of unordered pairs pushed to e^−∞ = 0; the 1 inside the log as e⁰.
+    let z = (z + (ordered - 1.0) * 1e30).reshape([1, n * n]);
+    let all = Tensor::cat(vec![Tensor::<2>::zeros([1, 1], &device), z], 1);
+    let top = all.clone().max_dim(1).detach();
+    (all - top.clone())
+        .exp()
+        .sum_dim(1)
+        .log()
+        .add(top)
+        .reshape([1])
+}
+
+/// [`cosent`] on the host: the loss and `∂L/∂dₖ` for every pair,
+/// `∂L/∂dₖ = λ·(Σ_{yₖ > yⱼ} e^{zₖⱼ} − Σ_{yᵢ > yₖ} e^{zᵢₖ}) / (1 + Σ e^z)`.
+///
+/// ```
+/// use siamese::loss::cosent_with_gradients;
+/// let (l, g) = cosent_with_gradients(&[0.2, 0.7], &[0.9, 0.1]);
+/// let w = (-10.0f32).exp() / (1.0 + (-10.0f32).exp());
+/// assert!((l - (-10.0f32).exp().ln_1p()).abs() < 1e-7);
+/// assert!((g[0] - 20.0 * w).abs() < 1e-7 && (g[1] + 20.0 * w).abs() < 1e-7);
+/// ```
+pub fn cosent_with_gradients(d: &[f32], y: &[f32]) -> (f32, Vec<f32>) {
+    let n = d.len().min(y.len());
+    let lambda = COSENT_SCALE as f64;
+    let z = |i: usize, j: usize| lambda * (d[i] as f64 - d[j] as f64);
+    let pairs = || {
+        (0..n)
+            .flat_map(|i| (0..n).map(move |j| (i, j)))
+            .filter(|&(i, j)| y[i] > y[j])
+    };
+    let top = pairs().map(|(i, j)| z(i, j)).fold(0.0f64, f64::max);
+    let total = (-top).exp() + pairs().map(|(i, j)| (z(i, j) - top).exp()).sum::<f64>();
+    let mut grads = vec![0.0f32; n];
+    for (i, j) in pairs() {
+        let w = (z(i, j) - top).exp() / total * lambda;
+        grads[i] += w as f32;
+        grads[j] -= w as f32;
+    }
+    ((top + total.ln()) as f32, grads)
+}
 
 /// The multiple-negatives ranking loss of a batch from the embeddings of its pairs' two
 /// sides `a, b: [batch, D]` and their labels (1 = similar; see
@@ -195,10 +272,11 @@ pub fn multiple_negatives_ranking(a: Tensor<2>, b: Tensor<2>, labels: &[f32]) ->
 
 impl LossKind {
     /// The similarity a model trained with this loss predicts from its distance `d`:
-    /// `1 − d` (cosine-mse), `exp(−d)` (exp-mse), and `−d` otherwise (a ranking only).
+    /// `1 − d` (cosine-mse, CoSENT), `exp(−d)` (exp-mse), and `−d` otherwise (a ranking
+    /// only).
     pub fn similarity(&self, d: f32) -> f64 {
         match self {
-            Self::CosineMse => 1.0 - d as f64,
+            Self::CosineMse | Self::Cosent => 1.0 - d as f64,
             Self::ExpMse => (-(d as f64)).exp(),
             _ => -(d as f64),
         }
@@ -322,6 +400,7 @@ impl LossConfig {
             LossKind::BinaryCrossEntropy => binary_cross_entropy_with_logits(scores, labels),
             LossKind::CosineMse => (scores.neg().add_scalar(1.0) - labels).square().mean(),
             LossKind::ExpMse => (scores.neg().exp() - labels).square().mean(),
+            LossKind::Cosent => cosent(scores, labels),
         }
     }
 }
@@ -330,6 +409,35 @@ impl LossConfig {
 mod tests {
     use super::*;
     use burn::tensor::Device;
+
+    /// CoSENT through burn's autodiff equals the host form and its gradients, with ties in
+    /// the labels (no term) and terms far below the largest.
+    #[test]
+    fn cosent_on_the_host_equals_burns() {
+        let device = Device::flex().autodiff();
+        let d = [0.3f32, 0.9, 0.1, 0.5, 0.45, 1.2, 0.05];
+        let y = [0.8f32, 0.2, 0.8, 0.5, 0.0, 0.1, 1.0];
+        let n = d.len();
+        let dt = Tensor::<1>::from_floats(d.as_slice(), &device)
+            .reshape([n, 1])
+            .require_grad();
+        let yt = Tensor::<1>::from_floats(y.as_slice(), &device).reshape([n, 1]);
+        let l = cosent(dt.clone(), yt);
+        let burn_loss: f32 = l.clone().into_scalar();
+        let grads = l.backward();
+        let g: Vec<f32> = dt.grad(&grads).unwrap().into_data().try_to_vec().unwrap();
+        let (host_loss, host) = cosent_with_gradients(&d, &y);
+        assert!(
+            (host_loss - burn_loss).abs() < 1e-5,
+            "{host_loss} vs {burn_loss}"
+        );
+        for (h, b) in host.iter().zip(&g) {
+            assert!((h - b).abs() < 1e-4 * b.abs().max(1.0), "{host:?} vs {g:?}");
+        }
+        // The loss falls as the distances follow the gold order.
+        let ordered: Vec<f32> = y.iter().map(|v| 1.0 - v).collect();
+        assert!(cosent_with_gradients(&ordered, &y).0 < 0.1 * host_loss);
+    }
 
     fn loss(margin: f32, d: &[f32], y: &[f32]) -> f32 {
         let device = Device::flex();

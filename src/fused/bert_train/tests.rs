@@ -107,12 +107,11 @@ fn loss_config(distance: Distance) -> LossConfig {
 
 /// The loss and every gradient of one batch of pairs, by burn's autodiff and by the host
 /// trainer, in module order.
-fn gradients(net_config: &SiameseConfig) -> [(f32, Vec<Vec<f32>>); 2] {
+fn gradients(net_config: &SiameseConfig, loss: LossConfig) -> [(f32, Vec<Vec<f32>>); 2] {
     let n = 6;
     let x = rows(2 * n, 5);
     let labels: Vec<f32> = (0..n).map(|i| 0.2 + 0.15 * i as f32).collect();
-    let loss = loss_config(net_config.distance);
-    let labels: Vec<f32> = if loss.kind == LossKind::CosineMse {
+    let labels: Vec<f32> = if loss.kind != LossKind::Contrastive {
         labels
     } else {
         (0..n).map(|i| (i % 2) as f32).collect()
@@ -158,8 +157,8 @@ fn gradients(net_config: &SiameseConfig) -> [(f32, Vec<Vec<f32>>); 2] {
     [(burn_loss, burn.1), (out.loss, host)]
 }
 
-fn check_gradients(net_config: SiameseConfig, what: &str) {
-    let [(burn_loss, burn), (host_loss, host)] = gradients(&net_config);
+fn check_gradients(net_config: SiameseConfig, loss: LossConfig, what: &str) {
+    let [(burn_loss, burn), (host_loss, host)] = gradients(&net_config, loss);
     assert!(
         (host_loss - burn_loss).abs() <= 1e-5 * burn_loss.abs().max(1e-3),
         "{what}: loss {host_loss} vs {burn_loss}"
@@ -208,8 +207,15 @@ fn gradients_equal_burns_for_each_pooling_and_loss() {
         ),
     ];
     for (pooling, normalize, activation, distance, what) in cases {
-        check_gradients(config(pooling, normalize, activation, distance), what);
+        let loss = loss_config(distance);
+        check_gradients(config(pooling, normalize, activation, distance), loss, what);
     }
+    let cosent = LossConfig {
+        kind: LossKind::Cosent,
+        ..LossConfig::default()
+    };
+    let net_config = config(Mean, true, Gelu, Distance::Cosine);
+    check_gradients(net_config, cosent, "mean, normalised, CoSENT");
 }
 
 #[test]
