@@ -7,7 +7,7 @@
 //! | `config.json`       | format tag, version, the [`ModelConfig`] and the [`ModelMeta`] parts: calibrated [`Threshold`], [`Preprocessing`], application `extra` entries |
 //! | `model.safetensors` | the weights, named by their path in the module (`encoder…`)     |
 //! | `tokenizer.json`    | text models: the tokenizer (`Preprocessing::text`)               |
-//! | `train_state.json`, `optimizer.json` | checkpoints only: [`TrainState`] and its optimizer state |
+//! | `train_state.json`, `optimizer.safetensors` | checkpoints only: [`TrainState`] and its optimizer state ([`OptimizerSnapshot::to_safetensors`]; checkpoints written before 2026-12-01 hold `optimizer.json`, which still loads) |
 //!
 //! Format version 2 made the threshold and the preprocessing typed fields; a version 1
 //! directory (where they sat in `extra`) still loads. Writes go through
@@ -36,7 +36,9 @@ pub const TOKENIZER_FILE: &str = "tokenizer.json";
 /// Name of a checkpoint's training state.
 pub const TRAIN_STATE_FILE: &str = "train_state.json";
 /// Name of a checkpoint's optimizer state.
-pub const OPTIMIZER_FILE: &str = "optimizer.json";
+pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+/// Name of the optimizer state in checkpoints written before `optimizer.safetensors` (JSON).
+pub const OPTIMIZER_JSON_FILE: &str = "optimizer.json";
 /// Format tag written into `config.json`.
 pub const FORMAT: &str = "siamese-model";
 /// Current format version.
@@ -178,20 +180,23 @@ pub fn load_meta(dir: &Path) -> Result<ModelMeta> {
 }
 
 /// Saves a training checkpoint as the directory `dir`: a model directory (`config`, the
-/// weights, the `extra` entries) plus `train_state.json` and `optimizer.json`, atomically.
+/// weights, the `extra` entries, extra `files` such as a text model's `tokenizer.json`) plus
+/// `train_state.json` and `optimizer.safetensors`, atomically.
 pub fn save_checkpoint(
     dir: &Path,
     meta: &ModelMeta,
     network: &SiameseNetwork,
     state: &TrainState,
+    files: &[(&str, Vec<u8>)],
 ) -> Result<()> {
     let mut all = model_files(meta, network)?;
+    all.extend(files.iter().cloned());
     all.push((TRAIN_STATE_FILE, to_json(state)?));
     let optimizer = state
         .optimizer
         .as_ref()
         .ok_or_else(|| SiameseError::Runtime("a checkpoint needs the optimizer's state".into()))?;
-    all.push((OPTIMIZER_FILE, to_json(optimizer)?));
+    all.push((OPTIMIZER_FILE, optimizer.to_safetensors()?));
     crate::atomic::write_dir_atomic(dir, &all)
 }
 
@@ -211,8 +216,14 @@ pub fn load_checkpoint(
     };
     let mut state: TrainState =
         serde_json::from_str(&read(TRAIN_STATE_FILE)?).map_err(|e| bad(TRAIN_STATE_FILE, e))?;
-    let optimizer: OptimizerSnapshot =
-        serde_json::from_str(&read(OPTIMIZER_FILE)?).map_err(|e| bad(OPTIMIZER_FILE, e))?;
+    let binary = dir.join(OPTIMIZER_FILE);
+    let optimizer = if binary.exists() {
+        let bytes = fs::read(&binary).map_err(|e| SiameseError::io(&binary, e))?;
+        OptimizerSnapshot::from_safetensors(&bytes, &binary)?
+    } else {
+        serde_json::from_str(&read(OPTIMIZER_JSON_FILE)?)
+            .map_err(|e| bad(OPTIMIZER_JSON_FILE, e))?
+    };
     state.optimizer = Some(optimizer);
     Ok((meta, network, state))
 }
@@ -231,6 +242,8 @@ pub struct Checkpoint {
     every: usize,
     saved: Option<usize>,
     extra: Extra,
+    preprocessing: Option<Preprocessing>,
+    tokenizer: Option<Vec<u8>>,
 }
 
 impl Checkpoint {
@@ -241,6 +254,8 @@ impl Checkpoint {
             every: 1,
             saved: None,
             extra: Extra::new(),
+            preprocessing: None,
+            tokenizer: None,
         }
     }
 
@@ -257,6 +272,19 @@ impl Checkpoint {
         self
     }
 
+    /// The model's input preprocessing and, for a text model, its tokenizer
+    /// (`TextTokenizer::to_bytes`), saved in every checkpoint so that the resumed run makes
+    /// the same rows (`Siamese::checkpoint` fills both from the model).
+    pub fn with_inputs(
+        mut self,
+        preprocessing: Option<Preprocessing>,
+        tokenizer: Option<Vec<u8>>,
+    ) -> Self {
+        self.preprocessing = preprocessing;
+        self.tokenizer = tokenizer;
+        self
+    }
+
     /// The last epoch saved.
     pub fn saved(&self) -> Option<usize> {
         self.saved
@@ -269,9 +297,14 @@ impl Callback for Checkpoint {
             let state = ctx.snapshot()?;
             let meta = ModelMeta {
                 extra: self.extra.clone(),
+                preprocessing: self.preprocessing.clone(),
                 ..ModelMeta::new(ctx.config().clone())
             };
-            save_checkpoint(&self.dir, &meta, ctx.network(), &state)?;
+            let files: Vec<(&str, Vec<u8>)> = match &self.tokenizer {
+                Some(bytes) => vec![(TOKENIZER_FILE, bytes.clone())],
+                None => Vec::new(),
+            };
+            save_checkpoint(&self.dir, &meta, ctx.network(), &state, &files)?;
             self.saved = Some(log.epoch);
         }
         Ok(Control::Continue)

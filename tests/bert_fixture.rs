@@ -393,3 +393,51 @@ fn cosine_mse_fine_tuning_on_the_host_equals_burns() {
         .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
     assert!(moved > 1e-3, "fine-tuning moved the embeddings by {moved}");
 }
+
+/// A checkpoint of a fine-tuning run keeps the tokenizer and preprocessing: the model it
+/// resumes makes the same rows and embeddings (the optimizer state travels as safetensors).
+#[test]
+fn a_fine_tuning_checkpoint_resumes_with_its_tokenizer() {
+    use siamese::model::PretrainedSetup;
+    use siamese::train::FitOptions;
+
+    let device = Device::flex();
+    let setup = PretrainedSetup {
+        dropout: Some(0.0),
+        ..PretrainedSetup::default()
+    };
+    let mut model = Siamese::from_pretrained_with(fixture(), &device, setup).unwrap();
+    let texts = ["a man is playing a guitar", "the cat sleeps on the sofa"];
+    let (a, b) = (
+        model.encode_sentences(&texts).unwrap(),
+        model
+            .encode_sentences(&["someone plays music", "a dog barks"])
+            .unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("ckpt");
+    let mut save = model.checkpoint(&ckpt).unwrap();
+    model
+        .fit_with(
+            siamese::data::PairsRef {
+                a: &a,
+                b: &b,
+                labels: &[0.8, 0.1],
+            }
+            .into(),
+            &FitOptions::new(1, 2),
+            vec![&mut save],
+        )
+        .unwrap();
+    assert!(ckpt.join(siamese::io::TOKENIZER_FILE).exists());
+    let (again, state) = Siamese::load_checkpoint(&ckpt, &device).unwrap();
+    assert_eq!(state.epoch, 1);
+    let rows = again.encode_sentences(&texts).unwrap();
+    assert_eq!(rows.as_slice(), a.as_slice(), "same rows after resuming");
+    let d = max_diff(
+        again.embed(&rows).unwrap().as_slice(),
+        model.embed(&a).unwrap().as_slice(),
+        "embeddings",
+    );
+    assert!(d < 1e-6, "the checkpoint's weights differ by {d}");
+}

@@ -136,3 +136,38 @@ fn resume_refuses_a_different_seed_or_data() {
         .to_string();
     assert!(err.contains("training items"), "{err}");
 }
+
+/// The optimizer state is a binary `optimizer.safetensors`; a checkpoint written before
+/// (its state as `optimizer.json`) still loads to the same state.
+#[test]
+fn older_checkpoints_with_a_json_optimizer_state_still_load() {
+    use siamese::io::{OPTIMIZER_FILE, OPTIMIZER_JSON_FILE};
+    use siamese::train::OptimizerSnapshot;
+    let (a, b, y) = siamese::synthetic::random_pairs(40, 12, 3);
+    let data = PairsRef {
+        a: &a,
+        b: &b,
+        labels: &y,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("ckpt");
+    let mut m = Siamese::new(config(), &Device::flex()).unwrap();
+    let mut save = Checkpoint::new(&ckpt);
+    m.fit_with(data.into(), &FitOptions::new(1, 8), vec![&mut save])
+        .unwrap();
+    let (_, _, state) = siamese::io::load_checkpoint(&ckpt, &Device::flex()).unwrap();
+    let binary = ckpt.join(OPTIMIZER_FILE);
+    let bytes = std::fs::read(&binary).unwrap();
+    let snapshot = OptimizerSnapshot::from_safetensors(&bytes, &binary).unwrap();
+    assert!(state.optimizer.as_ref() == Some(&snapshot));
+    std::fs::write(
+        ckpt.join(OPTIMIZER_JSON_FILE),
+        serde_json::to_vec(&snapshot).unwrap(),
+    )
+    .unwrap();
+    std::fs::remove_file(&binary).unwrap();
+    let (_, _, old) = siamese::io::load_checkpoint(&ckpt, &Device::flex()).unwrap();
+    assert!(old.optimizer.is_some() && old.optimizer == state.optimizer);
+    // And the model resumes from it.
+    assert!(Siamese::load_checkpoint(&ckpt, &Device::flex()).is_ok());
+}

@@ -437,6 +437,14 @@ impl Siamese {
         Ok(model)
     }
 
+    /// A [`crate::io::Checkpoint`] callback for this model's training, writing into `dir`
+    /// after every epoch, with the model's preprocessing and tokenizer (which a resumed
+    /// text model needs to make the same rows).
+    pub fn checkpoint(&self, dir: impl Into<std::path::PathBuf>) -> Result<io::Checkpoint> {
+        let tokenizer = self.tokenizer.as_ref().map(|t| t.to_bytes()).transpose()?;
+        Ok(io::Checkpoint::new(dir).with_inputs(self.meta.preprocessing.clone(), tokenizer))
+    }
+
     /// Loads a checkpoint written by [`crate::io::Checkpoint`]: the model with its
     /// optimizer's state, and the [`TrainState`] to pass to [`Self::resume`].
     pub fn load_checkpoint(dir: impl AsRef<Path>, device: &Device) -> Result<(Self, TrainState)> {

@@ -58,6 +58,122 @@ pub(crate) fn param_ids(network: &SiameseNetwork) -> Vec<u64> {
 }
 
 impl OptimizerSnapshot {
+    /// The snapshot as the bytes of a safetensors file: metadata `format =
+    /// "siamese-optimizer"`, `path` (`fused` or `burn`), for the fused path `steps`, `kind`
+    /// and `slots` with the tensors `first.{i}.kernel`, `first.{i}.bias`, `second.{i}.…`
+    /// (f32), for burn's the tensors `record` (u8, burn's bytes) and `param_ids` (u64). A
+    /// fine-tuned MiniLM's Adam moments take 180 MB this way instead of 400 MB of JSON.
+    pub fn to_safetensors(&self) -> Result<Vec<u8>> {
+        use safetensors::Dtype;
+        use safetensors::tensor::TensorView;
+        let mut meta = std::collections::HashMap::new();
+        meta.insert("format".to_string(), "siamese-optimizer".to_string());
+        let mut owned: Vec<(String, Dtype, usize, Vec<u8>)> = Vec::new();
+        match self {
+            Self::Fused(p) => {
+                meta.insert("path".into(), "fused".into());
+                meta.insert("steps".into(), p.steps.to_string());
+                meta.insert("slots".into(), p.first.len().to_string());
+                if let Some(kind) = &p.kind {
+                    meta.insert("kind".into(), kind.clone());
+                }
+                for (name, slot) in [("first", &p.first), ("second", &p.second)] {
+                    for (i, [kernel, bias]) in slot.iter().enumerate() {
+                        for (part, v) in [("kernel", kernel), ("bias", bias)] {
+                            let bytes = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                            owned.push((format!("{name}.{i}.{part}"), Dtype::F32, v.len(), bytes));
+                        }
+                    }
+                }
+            }
+            Self::Burn { record, param_ids } => {
+                meta.insert("path".into(), "burn".into());
+                owned.push(("record".into(), Dtype::U8, record.len(), record.clone()));
+                let ids = param_ids.iter().flat_map(|x| x.to_le_bytes()).collect();
+                owned.push(("param_ids".into(), Dtype::U64, param_ids.len(), ids));
+            }
+        }
+        let fail = |e: safetensors::SafeTensorError| {
+            SiameseError::Runtime(format!("cannot serialise the optimizer state: {e:?}"))
+        };
+        let views = owned
+            .iter()
+            .map(|(name, dtype, len, bytes)| {
+                Ok((name.as_str(), TensorView::new(*dtype, vec![*len], bytes)?))
+            })
+            .collect::<std::result::Result<Vec<_>, safetensors::SafeTensorError>>()
+            .map_err(fail)?;
+        safetensors::serialize(views, Some(meta)).map_err(fail)
+    }
+
+    /// The snapshot [`Self::to_safetensors`] wrote; errors name `path` and what is wrong.
+    pub fn from_safetensors(bytes: &[u8], path: &std::path::Path) -> Result<Self> {
+        use safetensors::{Dtype, SafeTensors};
+        let bad = |m: String| SiameseError::format(path, m);
+        let (_, metadata) = SafeTensors::read_metadata(bytes)
+            .map_err(|e| bad(format!("not a safetensors file: {e:?}")))?;
+        let info = metadata.metadata().clone().unwrap_or_default();
+        let file = SafeTensors::deserialize(bytes)
+            .map_err(|e| bad(format!("not a safetensors file: {e:?}")))?;
+        let data = |name: &str, dtype: Dtype| -> Result<&[u8]> {
+            let t = file
+                .tensor(name)
+                .map_err(|_| bad(format!("no tensor `{name}`")))?;
+            if t.dtype() != dtype {
+                return Err(bad(format!(
+                    "tensor `{name}` is {:?}, expected {dtype:?}",
+                    t.dtype()
+                )));
+            }
+            Ok(t.data())
+        };
+        let number = |key: &str| -> Result<i64> {
+            info.get(key)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| bad(format!("metadata `{key}` is missing or not a whole number")))
+        };
+        match info.get("path").map(String::as_str) {
+            Some("fused") => {
+                let slots = usize::try_from(number("slots")?)
+                    .map_err(|_| bad("metadata `slots` is negative".into()))?;
+                let steps = i32::try_from(number("steps")?)
+                    .map_err(|_| bad("metadata `steps` is out of range".into()))?;
+                let floats = |name: String| -> Result<Vec<f32>> {
+                    Ok(data(&name, Dtype::F32)?
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect())
+                };
+                let slot = |name: &str| -> Result<Vec<[Vec<f32>; 2]>> {
+                    (0..slots)
+                        .map(|i| {
+                            Ok([
+                                floats(format!("{name}.{i}.kernel"))?,
+                                floats(format!("{name}.{i}.bias"))?,
+                            ])
+                        })
+                        .collect()
+                };
+                Ok(Self::Fused(OptimizerStateParts {
+                    first: slot("first")?,
+                    second: slot("second")?,
+                    steps,
+                    kind: info.get("kind").cloned(),
+                }))
+            }
+            Some("burn") => Ok(Self::Burn {
+                record: data("record", Dtype::U8)?.to_vec(),
+                param_ids: data("param_ids", Dtype::U64)?
+                    .chunks_exact(8)
+                    .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+                    .collect(),
+            }),
+            other => Err(bad(format!(
+                "metadata `path` is {other:?}; expected \"fused\" or \"burn\""
+            ))),
+        }
+    }
+
     /// burn's optimizer state for `network`.
     pub(crate) fn of_burn(optimizer: &ModuleOptimizer, network: &SiameseNetwork) -> Result<Self> {
         let record = optimizer
@@ -183,5 +299,44 @@ impl TrainState {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshots_round_trip_through_safetensors_and_bad_files_are_named() {
+        let path = std::path::Path::new("ck/optimizer.safetensors");
+        let fused = OptimizerSnapshot::Fused(OptimizerStateParts {
+            first: vec![[vec![1.5, -2.0], vec![0.25]], [vec![3.0; 5], Vec::new()]],
+            second: vec![[vec![0.5, 4.0], vec![1e-8]], [vec![7.0; 5], Vec::new()]],
+            steps: 42,
+            kind: Some("adam".into()),
+        });
+        let burn = OptimizerSnapshot::Burn {
+            record: vec![0, 1, 2, 255, 7],
+            param_ids: vec![3, u64::MAX, 99],
+        };
+        for snapshot in [fused, burn] {
+            let bytes = snapshot.to_safetensors().unwrap();
+            assert_eq!(
+                OptimizerSnapshot::from_safetensors(&bytes, path).unwrap(),
+                snapshot
+            );
+            let cut = OptimizerSnapshot::from_safetensors(&bytes[..bytes.len() - 3], path);
+            let e = cut.unwrap_err().to_string();
+            assert!(e.contains("optimizer.safetensors"), "{e}");
+        }
+        let other = safetensors::serialize(
+            Vec::<(&str, safetensors::tensor::TensorView<'_>)>::new(),
+            None,
+        )
+        .unwrap();
+        let e = OptimizerSnapshot::from_safetensors(&other, path)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("metadata `path`"), "{e}");
     }
 }

@@ -9,7 +9,7 @@ use siamese::data::prepare;
 use siamese::data::sampler::PerClassSampler;
 use siamese::error::{Result, SiameseError};
 use siamese::eval::Objective;
-use siamese::io::{Checkpoint, Threshold};
+use siamese::io::Threshold;
 use siamese::model::{PretrainedSetup, Siamese};
 use siamese::report::VerificationReport;
 use siamese::train::{
@@ -281,7 +281,7 @@ fn fit(
         Some(dir) => {
             let mut extra = siamese::io::Extra::new();
             extra.insert("run".into(), json(config)?);
-            Some(Checkpoint::new(dir).with_extra(extra))
+            Some(model.checkpoint(dir)?.with_extra(extra))
         }
         None => None,
     };
