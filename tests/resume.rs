@@ -101,6 +101,14 @@ fn resumed_run_matches_uninterrupted_run_on_burns_path() {
     interrupted_equals_uninterrupted(false);
 }
 
+/// Trains one epoch of `config()` on `data` with a checkpoint in `ckpt`.
+fn one_epoch_checkpoint(data: PairsRef<'_>, ckpt: &std::path::Path) {
+    let mut m = Siamese::new(config(), &Device::flex()).unwrap();
+    let mut save = Checkpoint::new(ckpt);
+    m.fit_with(data.into(), &FitOptions::new(1, 8), vec![&mut save])
+        .unwrap();
+}
+
 #[test]
 fn resume_refuses_a_different_seed_or_data() {
     let (a, b, y) = siamese::synthetic::random_pairs(40, 12, 3);
@@ -111,10 +119,7 @@ fn resume_refuses_a_different_seed_or_data() {
     };
     let dir = tempfile::tempdir().unwrap();
     let ckpt = dir.path().join("ckpt");
-    let mut m = Siamese::new(config(), &Device::flex()).unwrap();
-    let mut save = Checkpoint::new(&ckpt);
-    m.fit_with(data.into(), &FitOptions::new(1, 8), vec![&mut save])
-        .unwrap();
+    one_epoch_checkpoint(data, &ckpt);
     let (mut again, state) = Siamese::load_checkpoint(&ckpt, &Device::flex()).unwrap();
     let other_seed = FitOptions {
         seed: 99,
@@ -151,10 +156,7 @@ fn older_checkpoints_with_a_json_optimizer_state_still_load() {
     };
     let dir = tempfile::tempdir().unwrap();
     let ckpt = dir.path().join("ckpt");
-    let mut m = Siamese::new(config(), &Device::flex()).unwrap();
-    let mut save = Checkpoint::new(&ckpt);
-    m.fit_with(data.into(), &FitOptions::new(1, 8), vec![&mut save])
-        .unwrap();
+    one_epoch_checkpoint(data, &ckpt);
     let (_, _, state) = siamese::io::load_checkpoint(&ckpt, &Device::flex()).unwrap();
     let binary = ckpt.join(OPTIMIZER_FILE);
     let bytes = std::fs::read(&binary).unwrap();

@@ -275,6 +275,26 @@ multiversion! {
     }
 }
 
+/// A dense layer's gradients from its input `x` (`[T, fan_in]`) and its output's gradient
+/// `g` (`[T, fan_out]`): `∂W = xᵀ·g` and `∂b = Σ_rows g` into `slot` (`[∂W, ∂b]`).
+fn dense_grads(
+    slot: &mut [Vec<f32>; 2],
+    x: &[f32],
+    g: &[f32],
+    (fan_in, fan_out, t): (usize, usize, usize),
+    threads: usize,
+) {
+    let [dw, db] = slot;
+    column_sums(db, g, true);
+    mm_tn(dw, (fan_in, fan_out, t), x, g, threads);
+}
+
+/// [`norm_rows_backward`] with `∂γ, ∂β` accumulated into `slot` (`[∂γ, ∂β]`).
+fn norm_grads(g: &mut [f32], xhat: &[f32], inv: &[f32], gamma: &[f32], slot: &mut [Vec<f32>; 2]) {
+    let [dgamma, dbeta] = slot;
+    norm_rows_backward(g, xhat, inv, gamma, dgamma, dbeta);
+}
+
 /// `dst ← src ⊙ m` (a copy when `m` is empty).
 fn masked_copy(dst: &mut [f32], src: &[f32], m: &[f32]) {
     if m.is_empty() {
@@ -636,10 +656,7 @@ pub(super) fn backward(
     if masks.on() {
         g.iter_mut().zip(&masks.emb).for_each(|(g, m)| *g *= m);
     }
-    {
-        let [dgamma, dbeta] = &mut grads[EMB_NORM];
-        norm_rows_backward(&mut g, &c.xhat0, &c.inv0, &w.norm[0], dgamma, dbeta);
-    }
+    norm_grads(&mut g, &c.xhat0, &c.inv0, &w.norm[0], &mut grads[EMB_NORM]);
     let [dword, dpos] = &mut grads[WORD_POSITION];
     for (k, row) in g.chunks_exact(h).enumerate() {
         let (wi, pi) = (c.words[k] * h, c.positions[k] * h);
@@ -682,40 +699,34 @@ fn backward_layer(
     let mut gqkv = std::mem::take(&mut c.gqkv);
     let lc = &c.layers[l];
     // Second layer norm; the residual keeps its output's gradient in `g`.
-    {
-        let [dgamma, dbeta] = &mut grads[slot(l, NORM2)];
-        norm_rows_backward(g, &lc.xhat2, &lc.inv2, &wl.norm2[0], dgamma, dbeta);
-    }
+    norm_grads(
+        g,
+        &lc.xhat2,
+        &lc.inv2,
+        &wl.norm2[0],
+        &mut grads[slot(l, NORM2)],
+    );
     let go = resize(&mut gt, t * h);
     masked_copy(go, g, fm);
-    {
-        let [dw, db] = &mut grads[slot(l, FF2)];
-        column_sums(db, go, true);
-        mm_tn(dw, (inter, h, t), &lc.a, go, threads);
-    }
+    dense_grads(&mut grads[slot(l, FF2)], &lc.a, go, (inter, h, t), threads);
     let ga = resize(&mut gi, t * inter);
     mm_nt(ga, (t, inter, h), go, &wl.w2, false, threads);
     ga.par_chunks_mut(PASS_ROWS * inter)
         .zip(lc.u.par_chunks(PASS_ROWS * inter))
         .for_each(|(g, u)| gelu_backward(g, u, tanh));
-    {
-        let [dw, db] = &mut grads[slot(l, FF1)];
-        column_sums(db, ga, true);
-        mm_tn(dw, (h, inter, t), &lc.x1, ga, threads);
-    }
+    dense_grads(&mut grads[slot(l, FF1)], &lc.x1, ga, (h, inter, t), threads);
     mm_nt(g, (t, h, inter), ga, &wl.w1, true, threads);
     // First layer norm.
-    {
-        let [dgamma, dbeta] = &mut grads[slot(l, NORM1)];
-        norm_rows_backward(g, &lc.xhat1, &lc.inv1, &wl.norm1[0], dgamma, dbeta);
-    }
+    norm_grads(
+        g,
+        &lc.xhat1,
+        &lc.inv1,
+        &wl.norm1[0],
+        &mut grads[slot(l, NORM1)],
+    );
     let gatt = resize(&mut gt, t * h);
     masked_copy(gatt, g, am);
-    {
-        let [dw, db] = &mut grads[slot(l, OUT)];
-        column_sums(db, gatt, true);
-        mm_tn(dw, (h, h, t), &lc.ctx, gatt, threads);
-    }
+    dense_grads(&mut grads[slot(l, OUT)], &lc.ctx, gatt, (h, h, t), threads);
     let gctx = resize(&mut gi, t * h);
     mm_nt(gctx, (t, h, h), gatt, &wl.out, false, threads);
     // Attention, by groups of sentences.
@@ -757,11 +768,7 @@ fn backward_layer(
                 tk += len;
             }
         });
-    {
-        let [dw, db] = &mut grads[slot(l, QKV)];
-        column_sums(db, gq, true);
-        mm_tn(dw, (h, 3 * h, t), &lc.x, gq, threads);
-    }
+    dense_grads(&mut grads[slot(l, QKV)], &lc.x, gq, (h, 3 * h, t), threads);
     mm_nt(g, (t, h, 3 * h), gq, &wl.qkv, true, threads);
     c.gt = gt;
     c.gi = gi;
