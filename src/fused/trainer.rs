@@ -73,6 +73,22 @@ pub struct FusedHyper {
     pub miner: Option<crate::loss::Miner>,
 }
 
+impl FusedHyper {
+    /// The host form of a configured optimizer and loss, when the optimizer has one (see
+    /// [`FusedOptimizer::from_config`]).
+    pub fn from_config(
+        optimizer: &crate::optim::OptimizerConfig,
+        loss: &crate::loss::LossConfig,
+    ) -> Option<Self> {
+        Some(Self {
+            optimizer: FusedOptimizer::from_config(optimizer)?,
+            loss: loss.kind,
+            margin: loss.margin,
+            miner: loss.miner,
+        })
+    }
+}
+
 /// What one fused step reports: the batch's mean loss and each pair's distance.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepOutput {

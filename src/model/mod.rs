@@ -26,9 +26,7 @@ use crate::config::ModelConfig;
 use crate::data::tokenize::TextTokenizer;
 use crate::data::{Matrix, PairData, PairsRef, check_pair_shapes, to_tensor};
 use crate::error::{Result, SiameseError};
-use crate::fused::{
-    self, FusedHyper, FusedOptimizer, HostEncoder, HostHead, HostTrainer, OptimizerState,
-};
+use crate::fused::{self, FusedHyper, HostEncoder, HostHead, HostTrainer, OptimizerState};
 use crate::infer::{self, Evaluation};
 use crate::io::{self, Extra, ModelMeta};
 use crate::siamese::SiameseNetwork;
@@ -306,12 +304,8 @@ impl Siamese {
         if !self.fused {
             return None;
         }
-        let hyper = FusedHyper {
-            optimizer: FusedOptimizer::from_config(&self.meta.config.optimizer)?,
-            loss: self.meta.config.loss.kind,
-            margin: self.meta.config.loss.margin,
-            miner: self.meta.config.loss.miner,
-        };
+        let config = &self.meta.config;
+        let hyper = FusedHyper::from_config(&config.optimizer, &config.loss)?;
         HostTrainer::new(&self.network, self.fused_state.take(), hyper)
     }
 

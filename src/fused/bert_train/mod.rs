@@ -88,24 +88,12 @@ impl BertTrainer {
         if encoder.word.weight.val().device() != Device::flex() {
             return None;
         }
-        let bert = FusedBert::from_encoder(encoder)?;
-        let zeros = |v: &Vec<f32>| vec![0.0f32; v.len()];
-        let pair = |a: &Vec<f32>, b: &Vec<f32>| [zeros(a), zeros(b)];
-        let mut shapes: Grads = vec![
-            pair(&bert.word, &bert.position),
-            [zeros(&bert.type0), Vec::new()],
-            pair(&bert.norm[0], &bert.norm[1]),
-        ];
-        for l in &bert.layers {
-            shapes.extend([
-                pair(&l.qkv, &l.qkv_b),
-                pair(&l.out, &l.out_b),
-                pair(&l.norm1[0], &l.norm1[1]),
-                pair(&l.w1, &l.b1),
-                pair(&l.w2, &l.b2),
-                pair(&l.norm2[0], &l.norm2[1]),
-            ]);
-        }
+        let mut bert = FusedBert::from_encoder(encoder)?;
+        let mut empty = Vec::new();
+        let shapes: Grads = slots(&mut bert, &mut empty)
+            .into_iter()
+            .map(|[k, b]| [vec![0.0f32; k.len()], vec![0.0f32; b.len()]])
+            .collect();
         debug_assert_eq!(shapes.len(), slot(bert.layers.len(), 0));
         let state = OptimizerState::resume_or_fresh(state, &shapes, hyper.optimizer);
         Some(Self {
@@ -116,7 +104,7 @@ impl BertTrainer {
             loss,
             dropout: encoder.dropout.clone(),
             grads: vec![shapes],
-            empty: Vec::new(),
+            empty,
             rows: Vec::new(),
             gemb: Vec::new(),
             masks: Masks::default(),
@@ -159,26 +147,8 @@ impl BertTrainer {
         fill: &(dyn Fn(usize, &mut [f32]) + Sync),
     ) -> Result<StepOutput> {
         let out = self.gradients(batch, fill)?;
-        let mut params: Vec<[&mut Vec<f32>; 2]> = vec![
-            [&mut self.bert.word, &mut self.bert.position],
-            [&mut self.bert.type0, &mut self.empty],
-        ];
-        let [gamma, beta] = &mut self.bert.norm;
-        params.push([gamma, beta]);
-        for l in &mut self.bert.layers {
-            let [g1, b1] = &mut l.norm1;
-            let [g2, b2] = &mut l.norm2;
-            params.extend([
-                [&mut l.qkv, &mut l.qkv_b],
-                [&mut l.out, &mut l.out_b],
-                [g1, b1],
-                [&mut l.w1, &mut l.b1],
-                [&mut l.w2, &mut l.b2],
-                [g2, b2],
-            ]);
-        }
         apply_gradients(
-            params,
+            slots(&mut self.bert, &mut self.empty),
             &mut self.state,
             &mut self.grads,
             self.hyper.optimizer,
@@ -247,6 +217,30 @@ impl BertTrainer {
     }
 }
 
+/// The weights of `b` as the optimizer's `[kernel, bias]` slots, in the order of
+/// `pass::slot`: word and position embeddings, the type-0 embedding (with `empty` as its
+/// bias), the embeddings' layer norm, then per layer the QKV and output projections, the
+/// first layer norm, the two feed-forward layers and the second layer norm.
+fn slots<'a>(b: &'a mut FusedBert, empty: &'a mut Vec<f32>) -> Vec<[&'a mut Vec<f32>; 2]> {
+    let mut out: Vec<[&mut Vec<f32>; 2]> =
+        vec![[&mut b.word, &mut b.position], [&mut b.type0, empty]];
+    let [gamma, beta] = &mut b.norm;
+    out.push([gamma, beta]);
+    for l in &mut b.layers {
+        let [g1, b1] = &mut l.norm1;
+        let [g2, b2] = &mut l.norm2;
+        out.extend([
+            [&mut l.qkv, &mut l.qkv_b],
+            [&mut l.out, &mut l.out_b],
+            [g1, b1],
+            [&mut l.w1, &mut l.b1],
+            [&mut l.w2, &mut l.b2],
+            [g2, b2],
+        ]);
+    }
+    out
+}
+
 /// Writes host weights `b` (or gradients shaped as them) into `encoder`'s burn modules (same
 /// parameter ids); the token-type table keeps its rows after the first.
 fn write(b: &FusedBert, encoder: &mut BertEncoder) {
@@ -310,17 +304,10 @@ impl BertTrainer {
     /// The last [`Self::gradients`]' gradients, shaped as the weights.
     fn gradients_as_weights(&self) -> FusedBert {
         let mut g = self.bert.clone();
-        let s = &self.grads[0];
-        [g.word, g.position] = s[pass::WORD_POSITION].clone();
-        g.type0 = s[pass::TYPE][0].clone();
-        g.norm = s[pass::EMB_NORM].clone();
-        for (l, layer) in g.layers.iter_mut().enumerate() {
-            [layer.qkv, layer.qkv_b] = s[slot(l, 0)].clone();
-            [layer.out, layer.out_b] = s[slot(l, 1)].clone();
-            layer.norm1 = s[slot(l, 2)].clone();
-            [layer.w1, layer.b1] = s[slot(l, 3)].clone();
-            [layer.w2, layer.b2] = s[slot(l, 4)].clone();
-            layer.norm2 = s[slot(l, 5)].clone();
+        let mut empty = Vec::new();
+        for ([k, b], [gk, gb]) in slots(&mut g, &mut empty).into_iter().zip(&self.grads[0]) {
+            k.clone_from(gk);
+            b.clone_from(gb);
         }
         g
     }

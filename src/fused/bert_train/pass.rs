@@ -13,10 +13,10 @@ use crate::simd::multiversion;
 const PASS_ROWS: usize = 16;
 
 /// Slots of the optimizer's `[kernel, bias]` list: the embeddings first, then six per layer.
-pub(super) const WORD_POSITION: usize = 0;
-pub(super) const TYPE: usize = 1;
-pub(super) const EMB_NORM: usize = 2;
-pub(super) const PER_LAYER: usize = 6;
+const WORD_POSITION: usize = 0;
+const TYPE: usize = 1;
+const EMB_NORM: usize = 2;
+const PER_LAYER: usize = 6;
 const QKV: usize = 0;
 const OUT: usize = 1;
 const NORM1: usize = 2;

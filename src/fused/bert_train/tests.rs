@@ -12,7 +12,7 @@ use crate::data::{Matrix, PairData, PairsRef};
 use crate::distance::Distance;
 use crate::encoder::bert::{BertActivation, BertEncoderConfig, BertPooling};
 use crate::encoder::{Encoder, EncoderConfig};
-use crate::fused::{FusedHyper, FusedOptimizer, HostBatch, HostTrainer};
+use crate::fused::{FusedHyper, HostBatch, HostTrainer};
 use crate::loss::{LossConfig, LossKind};
 use crate::optim::OptimizerConfig;
 use crate::siamese::{SiameseConfig, SiameseNetwork};
@@ -67,12 +67,7 @@ fn rows(n: usize, seed: u64) -> Vec<f32> {
 }
 
 fn hyper(optimizer: &OptimizerConfig, loss: LossConfig) -> FusedHyper {
-    FusedHyper {
-        optimizer: FusedOptimizer::from_config(optimizer).unwrap(),
-        loss: loss.kind,
-        margin: loss.margin,
-        miner: loss.miner,
-    }
+    FusedHyper::from_config(optimizer, &loss).unwrap()
 }
 
 /// Every float parameter in module order.

@@ -12,7 +12,7 @@ use crate::data::{Matrix, PairData, PairsRef};
 use crate::distance::Distance;
 use crate::encoder::conv::{ConvEncoderConfig, ConvLayerConfig as L, ConvModule, Padding};
 use crate::encoder::{Activation, Encoder, EncoderConfig};
-use crate::fused::{FusedHyper, FusedOptimizer, HostBatch, HostTrainer};
+use crate::fused::{FusedHyper, HostBatch, HostTrainer};
 use crate::loss::{LossConfig, LossKind, TripletLoss};
 use crate::optim::OptimizerConfig;
 use crate::siamese::{Head, SiameseConfig, SiameseNetwork};
@@ -143,12 +143,7 @@ fn indexed(dim: usize, pairs: usize) -> (Matrix, Vec<IndexPair>) {
 }
 
 fn hyper(optimizer: &OptimizerConfig, loss: LossConfig) -> FusedHyper {
-    FusedHyper {
-        optimizer: FusedOptimizer::from_config(optimizer).unwrap(),
-        loss: loss.kind,
-        margin: loss.margin,
-        miner: loss.miner,
-    }
+    FusedHyper::from_config(optimizer, &loss).unwrap()
 }
 
 /// Trains `epochs` epochs on burn's path and on the conv trainer from the same weights and
