@@ -26,7 +26,7 @@ use std::cell::RefCell;
 use rayon::prelude::*;
 
 use super::conv::sized;
-use super::mlp::{matmul_with, read};
+use super::mlp::{matmul_with, parallelism, read};
 use crate::data::Matrix;
 use crate::encoder::Encoder;
 use crate::encoder::bert::{BertActivation, BertEncoder, BertPooling};
@@ -269,11 +269,7 @@ impl FusedBert {
         s: &mut Scratch,
         threads: usize,
     ) {
-        let parallelism = if threads > 1 {
-            gemm::Parallelism::Rayon(threads)
-        } else {
-            gemm::Parallelism::None
-        };
+        let parallelism = parallelism(threads);
         let mm = |d: &mut [f32], shape, l: &[f32], ls, r: &[f32], rs| {
             matmul_with(d, shape, l, ls, r, rs, false, parallelism);
         };
@@ -303,7 +299,8 @@ impl FusedBert {
         let ctx = sized(&mut s.ctx, t * h);
         let tmp = sized(&mut s.tmp, t * h);
         let inner = sized(&mut s.inner, t * inter);
-        let probs = sized(&mut s.probs, spans.iter().copied().max().unwrap_or(1));
+        let longest = spans.iter().copied().max().unwrap_or(1);
+        let probs = sized(&mut s.probs, self.heads * longest * longest);
         let tanh = self.activation == BertActivation::GeluTanh;
         for l in &self.layers {
             mm(qkv, (t, 3 * h, h), xs, (h, 1), &l.qkv, (3 * h, 1));
@@ -390,7 +387,7 @@ impl FusedBert {
             let group = &spans[range];
             let n: usize = group.iter().sum();
             let longest = group.iter().copied().max().unwrap_or(1);
-            let mut p = vec![0.0f32; longest];
+            let mut p = vec![0.0f32; self.heads * longest * longest];
             let qkv = &qkv[t0 * 3 * h..(t0 + n) * 3 * h];
             attend(qkv, &mask[t0..t0 + n], group, ctx, &mut p, h, self.heads);
         });
@@ -502,42 +499,77 @@ pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// [`attend_sentence`] for each sentence (`spans`: token counts) of `qkv` (`[T, 3H]`) into
+/// `ctx` (`[T, H]`), `p` holding one sentence's probabilities (`heads · L²`).
+fn attend(
+    qkv: &[f32],
+    mask: &[f32],
+    spans: &[usize],
+    ctx: &mut [f32],
+    p: &mut [f32],
+    h: usize,
+    heads: usize,
+) {
+    let mut t0 = 0;
+    for &len in spans {
+        attend_sentence(
+            &qkv[t0 * 3 * h..(t0 + len) * 3 * h],
+            &mask[t0..t0 + len],
+            &[],
+            &mut p[..heads * len * len],
+            &mut ctx[t0 * h..(t0 + len) * h],
+            len,
+            h,
+            heads,
+        );
+        t0 += len;
+    }
+}
+
 multiversion! {
-    /// `ctx = softmax(Q Kᵀ/√dh + M) V` per sentence (`spans`: token counts) and head, a
-    /// row of scores at a time (`qkv`: `[T, 3H]`, `ctx`: `[T, H]`, `p`: one row of scores).
-    fn attend(qkv: &[f32], mask: &[f32], spans: &[usize], ctx: &mut [f32], p: &mut [f32], h: usize, heads: usize) {
+    /// One sentence's attention: `probs` (`heads` blocks of `L × L`) and `ctx` (`[L, H]`) from
+    /// its `qkv` (`[L, 3H]`), token mask and dropout mask of the probabilities (may be empty).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn attend_sentence(
+        qkv: &[f32],
+        mask: &[f32],
+        pm: &[f32],
+        probs: &mut [f32],
+        ctx: &mut [f32],
+        len: usize,
+        h: usize,
+        heads: usize,
+    ) {
         let dh = h / heads;
         let scale = 1.0 / (dh as f32).sqrt();
-        let mut t0 = 0;
-        for &len in spans {
-            let row = |i: usize| &qkv[(t0 + i) * 3 * h..(t0 + i + 1) * 3 * h];
-            for a in 0..heads {
-                let (qo, ko, vo) = (a * dh, h + a * dh, 2 * h + a * dh);
-                for i in 0..len {
-                    let q = &row(i)[qo..qo + dh];
-                    let mut max = f32::NEG_INFINITY;
-                    for (j, p) in p[..len].iter_mut().enumerate() {
-                        // Hugging Face's additive mask: the most negative f32 on padding.
-                        let bias = if mask[t0 + j] > 0.0 { 0.0 } else { f32::MIN };
-                        *p = dot(q, &row(j)[ko..ko + dh]) * scale + bias;
-                        max = max.max(*p);
-                    }
-                    let mut sum = 0.0;
-                    for p in &mut p[..len] {
-                        *p = (*p - max).exp();
-                        sum += *p;
-                    }
-                    let c = &mut ctx[(t0 + i) * h + qo..(t0 + i) * h + qo + dh];
-                    c.fill(0.0);
-                    for (j, &pj) in p[..len].iter().enumerate() {
-                        let w = pj / sum;
-                        for (c, v) in c.iter_mut().zip(&row(j)[vo..vo + dh]) {
-                            *c += w * v;
-                        }
+        let row = |i: usize| &qkv[i * 3 * h..(i + 1) * 3 * h];
+        ctx.fill(0.0);
+        for a in 0..heads {
+            let (qo, ko, vo) = (a * dh, h + a * dh, 2 * h + a * dh);
+            for i in 0..len {
+                let at = (a * len + i) * len;
+                let p = &mut probs[at..at + len];
+                let q = &row(i)[qo..qo + dh];
+                let mut max = f32::NEG_INFINITY;
+                for (j, p) in p.iter_mut().enumerate() {
+                    let bias = if mask[j] > 0.0 { 0.0 } else { f32::MIN };
+                    *p = dot(q, &row(j)[ko..ko + dh]) * scale + bias;
+                    max = max.max(*p);
+                }
+                let mut sum = 0.0;
+                for p in p.iter_mut() {
+                    *p = (*p - max).exp();
+                    sum += *p;
+                }
+                p.iter_mut().for_each(|p| *p /= sum);
+                let c = &mut ctx[i * h + qo..i * h + qo + dh];
+                for (j, &pj) in p.iter().enumerate() {
+                    let w = if pm.is_empty() { pj } else { pj * pm[at + j] };
+                    for (c, v) in c.iter_mut().zip(&row(j)[vo..vo + dh]) {
+                        *c += w * v;
                     }
                 }
             }
-            t0 += len;
         }
     }
 }

@@ -73,6 +73,15 @@ pub(super) fn matmul_acc(
     );
 }
 
+/// gemm's split of one product between `threads` threads (1: none).
+pub(super) fn parallelism(threads: usize) -> gemm::Parallelism {
+    if threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    }
+}
+
 /// [`matmul_acc`] split between threads by gemm as `parallelism` says.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn matmul_with(

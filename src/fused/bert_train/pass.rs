@@ -3,8 +3,8 @@
 
 use rayon::prelude::*;
 
-use super::super::bert::{FusedBert, HostLayer, dot, erf, exp_neg};
-use super::super::mlp::matmul_with;
+use super::super::bert::{FusedBert, HostLayer, attend_sentence, dot, erf, exp_neg};
+use super::super::mlp::{matmul_with, parallelism};
 use super::super::trainer::{Grads, column_sums};
 use crate::encoder::bert::{BertActivation, BertPooling};
 use crate::simd::multiversion;
@@ -130,15 +130,6 @@ impl Cache {
 fn resize(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
     v.resize(n, 0.0);
     &mut v[..n]
-}
-
-/// The threads' share of a product.
-fn parallelism(threads: usize) -> gemm::Parallelism {
-    if threads > 1 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    }
 }
 
 /// `dst = l · r` (or `dst += l · r`), `l: [m, k]`, `r: [k, n]`, row-major.
@@ -332,52 +323,6 @@ fn split_by(mut buf: &mut [f32], sizes: impl Iterator<Item = usize>) -> Vec<&mut
         buf = tail;
     }
     out
-}
-
-/// One sentence's attention: `probs` (`heads` blocks of `L × L`) and `ctx` (`[L, H]`) from
-/// its `qkv` (`[L, 3H]`), token mask and dropout mask of the probabilities (may be empty).
-#[allow(clippy::too_many_arguments)]
-fn attend_sentence(
-    qkv: &[f32],
-    mask: &[f32],
-    pm: &[f32],
-    probs: &mut [f32],
-    ctx: &mut [f32],
-    len: usize,
-    h: usize,
-    heads: usize,
-) {
-    let dh = h / heads;
-    let scale = 1.0 / (dh as f32).sqrt();
-    let row = |i: usize| &qkv[i * 3 * h..(i + 1) * 3 * h];
-    ctx.fill(0.0);
-    for a in 0..heads {
-        let (qo, ko, vo) = (a * dh, h + a * dh, 2 * h + a * dh);
-        for i in 0..len {
-            let at = (a * len + i) * len;
-            let p = &mut probs[at..at + len];
-            let q = &row(i)[qo..qo + dh];
-            let mut max = f32::NEG_INFINITY;
-            for (j, p) in p.iter_mut().enumerate() {
-                let bias = if mask[j] > 0.0 { 0.0 } else { f32::MIN };
-                *p = dot(q, &row(j)[ko..ko + dh]) * scale + bias;
-                max = max.max(*p);
-            }
-            let mut sum = 0.0;
-            for p in p.iter_mut() {
-                *p = (*p - max).exp();
-                sum += *p;
-            }
-            p.iter_mut().for_each(|p| *p /= sum);
-            let c = &mut ctx[i * h + qo..i * h + qo + dh];
-            for (j, &pj) in p.iter().enumerate() {
-                let w = if pm.is_empty() { pj } else { pj * pm[at + j] };
-                for (c, v) in c.iter_mut().zip(&row(j)[vo..vo + dh]) {
-                    *c += w * v;
-                }
-            }
-        }
-    }
 }
 
 /// The gradient of one sentence's `qkv` (`gqkv`, overwritten) from its context's (`gctx`).
