@@ -8,6 +8,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
+use super::average::Averager;
 use super::burn_step::BurnStepper;
 use super::callbacks::{Callback, Control, EpochContext};
 use super::classes::ClassSource;
@@ -307,6 +308,27 @@ fn run_epochs(
     let mut order: Vec<usize> = (0..n).collect();
     let mut history = History::default();
     let mut first = 1;
+    let mut averager = options.average.map(Averager::new);
+    if let Some(a) = &averager
+        && a.config().first_epoch(steps, options.epochs).is_none()
+    {
+        return Err(SiameseError::config(
+            "average.start_epochs",
+            format!(
+                "averaging starts after {} epochs of {steps} steps, but the run has {} epochs: \
+                 no snapshot would be taken",
+                a.config().start_epochs,
+                options.epochs
+            ),
+        ));
+    }
+    if averager.is_some() && hooks.resume.is_some() {
+        return Err(SiameseError::config(
+            "average",
+            "resuming a run with weight averaging is not supported (the running average is \
+             not part of a checkpoint): train it again from the start",
+        ));
+    }
     if let Some(state) = hooks.resume.take() {
         state.check_resumable(options, n)?;
         rng.set_word_pos(state.shuffle_word_pos()?);
@@ -359,6 +381,11 @@ fn run_epochs(
                 .is_some()
                 .then_some(&mut augment as &mut AugmentFn<'_>);
             stepper.step(train, start, &order[start..start + size], augment)?;
+            if let Some(a) = &mut averager
+                && a.config().takes((epoch - 1) * steps + step + 1, steps)
+            {
+                a.add(stepper.network())?;
+            }
             for cb in hooks.callbacks.iter_mut() {
                 cb.on_batch_end(epoch, step + 1, steps);
             }
@@ -377,9 +404,17 @@ fn run_epochs(
                  check the inputs' scale"
             )));
         }
+        // What validation and the callbacks see: the running average once it has begun.
+        let averaged = averager
+            .as_ref()
+            .filter(|a| a.count() > 0)
+            .map(|a| a.apply(stepper.network()));
         let val_eval = match val {
             Some(v) => Some(evaluate(
-                stepper.network(),
+                match &averaged {
+                    Some(n) => n,
+                    None => stepper.network(),
+                },
                 loss,
                 v,
                 options.threshold,
@@ -404,7 +439,10 @@ fn run_epochs(
         done = epoch;
         let mut stop = false;
         if !hooks.callbacks.is_empty() {
-            let network = stepper_network(stepper);
+            let network = match &averaged {
+                Some(n) => n.clone(),
+                None => stepper_network(stepper),
+            };
             let stepper = &*stepper;
             let snapshot = || -> Result<TrainState> {
                 let mut s = state_after(epoch, &history, &order, &rng, &augment_rng);
@@ -429,7 +467,11 @@ fn run_epochs(
             break;
         }
     }
-    let mut best = None;
+    // Without a callback's choice, the run returns the average (when one was taken).
+    let mut best = averager
+        .as_ref()
+        .filter(|a| a.count() > 0)
+        .map(|a| a.apply(stepper.network()));
     for cb in hooks.callbacks.iter_mut() {
         if let Some(network) = cb.on_train_end(&history)? {
             best = Some(network);

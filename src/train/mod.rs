@@ -20,6 +20,7 @@ use crate::data::pairs::IndexPair;
 use crate::data::{Matrix, PairData, Pairs};
 use crate::error::{Result, SiameseError};
 
+mod average;
 mod burn_step;
 mod callbacks;
 mod classes;
@@ -29,6 +30,7 @@ mod schedule;
 mod state;
 mod triplets;
 
+pub use average::WeightAverage;
 pub use callbacks::{
     Callback, Control, EarlyStopping, EpochContext, KeepBest, Monitor, PrintEpochs,
     one_shot_monitor,
@@ -112,6 +114,10 @@ pub struct FitOptions {
     /// (see [`crate::loss::mining`]); `batch_size` is then the sampler's. The training data
     /// must be index pairs into one sample store whose rows the sampler's labels describe.
     pub sampler: Option<crate::data::sampler::PerClassSampler>,
+    /// Average the weights over the later steps (SWA's uniform mean or an EMA, see
+    /// [`WeightAverage`]); validation, callbacks and the returned network then see the
+    /// average. `None` (the default): the weights as trained.
+    pub average: Option<WeightAverage>,
 }
 
 /// Augmentation of training images of `width × height` pixels.
@@ -138,6 +144,7 @@ impl Default for FitOptions {
             augment: None,
             schedule: LrSchedule::default(),
             sampler: None,
+            average: None,
         }
     }
 }
@@ -164,6 +171,9 @@ impl FitOptions {
             a.config.validate()?;
         }
         self.schedule.validate()?;
+        if let Some(a) = &self.average {
+            a.validate()?;
+        }
         if let Validation::Split(f) = self.validation
             && !(f > 0.0 && f < 1.0)
         {

@@ -205,6 +205,7 @@ fn fit_options(config: &RunConfig, data: &prepare::PreparedData) -> Result<FitOp
             (None, _) => None,
         },
         schedule: config.train.schedule,
+        average: config.train.average,
         sampler: match config.train.sampler {
             None => None,
             Some(s) => {

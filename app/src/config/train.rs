@@ -50,6 +50,12 @@ pub struct TrainSection {
     /// miner (`[model.loss] miner = "batch-hard"`); `batch_size` is then ignored.
     #[serde(default)]
     pub sampler: Option<SamplerSection>,
+    /// Average the weights over the later steps: `average = { start_epochs = 1, every_steps =
+    /// 10 }` (SWA's uniform mean) or with `decay = 0.999` (an exponential moving average);
+    /// validation, the epoch choice and the saved model then use the average (see
+    /// `siamese::train::WeightAverage`).
+    #[serde(default)]
+    pub average: Option<siamese::train::WeightAverage>,
     /// Keep the weights of the epoch with the best validation metric: `val_eer`,
     /// `val_loss`, `val_accuracy` or `val_one_shot` (see `one_shot`; text sources keep the
     /// best validation Spearman without it).
@@ -209,6 +215,7 @@ impl Default for TrainSection {
             checkpoint: None,
             schedule: siamese::train::LrSchedule::default(),
             sampler: None,
+            average: None,
             keep_best: None,
             early_stopping: None,
             one_shot: OneShotSection::default(),
