@@ -37,6 +37,7 @@ pub use inputs::{InputEncoder, InputKind};
 mod pretrained;
 pub use pretrained::PretrainedSetup;
 mod protocols;
+mod soup;
 mod summary;
 
 /// A Siamese model with its loss and optimizer attached ("compiled", in Keras terms).

@@ -111,6 +111,28 @@ impl WeightAverage {
     }
 }
 
+/// The element-wise mean of networks of one architecture (a uniform "model soup",
+/// Wortsman et al. 2022, of runs fine-tuned from the same start; or checkpoint averaging):
+/// `θ̄ = (θ_1 + … + θ_n) / n` for every tensor, in the first network's structure.
+///
+/// # Errors
+/// No networks, or networks whose tensors differ in number or size.
+pub fn average_networks(networks: &[&SiameseNetwork]) -> Result<SiameseNetwork> {
+    let first = networks
+        .first()
+        .ok_or_else(|| SiameseError::Empty("no networks to average".into()))?;
+    let mut averager = Averager::new(WeightAverage::default());
+    for (i, n) in networks.iter().enumerate() {
+        averager.add(n).map_err(|e| {
+            SiameseError::invalid(
+                format!("network {} of {}", i + 1, networks.len()),
+                format!("cannot be averaged with the first: {e}"),
+            )
+        })?;
+    }
+    Ok(averager.apply(first))
+}
+
 /// The running average of a network's tensors, in the network's visiting order.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Averager {
@@ -162,9 +184,14 @@ impl Averager {
                 .zip(&self.mean)
                 .any(|(t, m)| t.len() != m.len())
         {
-            return Err(SiameseError::Runtime(
-                "weight averaging: the network's tensors changed shape during training".into(),
-            ));
+            return Err(SiameseError::Runtime(format!(
+                "weight averaging: {} tensors of {} values, expected {} tensors of {} values \
+                 (another architecture, or shapes changed during training)",
+                tensors.len(),
+                tensors.iter().map(Vec::len).sum::<usize>(),
+                self.mean.len(),
+                self.mean.iter().map(Vec::len).sum::<usize>(),
+            )));
         }
         // Keep (1 − w)·θ̄ + w·θ, with w = 1/n (uniform) or 1 − decay (EMA).
         let w = match self.config.decay {

@@ -30,7 +30,7 @@ mod schedule;
 mod state;
 mod triplets;
 
-pub use average::WeightAverage;
+pub use average::{WeightAverage, average_networks};
 pub use callbacks::{
     Callback, Control, EarlyStopping, EpochContext, KeepBest, Monitor, PrintEpochs,
     one_shot_monitor,

@@ -40,7 +40,9 @@ fn load_pair_data(model: &Siamese, data: &Path, pair_labels: LabelConvention) ->
 /// `siamese evaluate`.
 pub fn evaluate(args: &EvaluateArgs, device: &Device) -> Result<()> {
     let model = super::with_env(Siamese::load(&args.model, device)?);
-    // The pairs to evaluate and, for a rebuilt run, the labelled test samples.
+    // The pairs to evaluate and, for a rebuilt run, the labelled test samples (and a text
+    // source's gold scores).
+    let mut text_scores = None;
     let test: PairSet = match (&args.data, &args.images) {
         (Some(path), _) => PairSet::Dense(load_pair_data(&model, path, args.pair_labels)?),
         (None, Some(dir)) => model.labelled_image_folder(resolve(dir)?)?,
@@ -63,6 +65,7 @@ pub fn evaluate(args: &EvaluateArgs, device: &Device) -> Result<()> {
                      on other data with --images or --data",
                 ));
             }
+            text_scores = data.text.map(|t| t.test_scores);
             data.test
         }
     };
@@ -80,6 +83,11 @@ pub fn evaluate(args: &EvaluateArgs, device: &Device) -> Result<()> {
     let pairs = test.data();
     let samples = test.samples();
     let mut report = super::train::verification_report(&model, pairs, &threshold)?;
+    if let Some(gold) = &text_scores {
+        let (p, s) = model.correlations(pairs, gold)?;
+        report.pearson = Some(p);
+        report.spearman = Some(s);
+    }
     if let Some(ways) = args.one_shot {
         let s = samples.ok_or_else(|| {
             SiameseError::config("one-shot", "needs class-labelled test samples: evaluate a run of an image or MNIST source without --data, or pass --images")

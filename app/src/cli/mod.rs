@@ -26,6 +26,7 @@ use siamese::error::{Result, SiameseError};
 use siamese::loss::LossKind;
 use siamese::model::Siamese;
 
+mod average;
 mod evaluate;
 mod flags;
 mod predict;
@@ -129,6 +130,17 @@ pub enum Command {
         /// A name for the key (who holds it).
         #[arg(long, default_value = "key")]
         name: String,
+    },
+    /// Average the weights of trained models of one architecture (a uniform model soup of
+    /// runs from one start, or checkpoint averaging), recalibrate the threshold on the first
+    /// model's validation part, and save the result as a model directory.
+    Average {
+        /// A model directory; give it twice or more.
+        #[arg(long = "model", required = true)]
+        models: Vec<PathBuf>,
+        /// Where to write the averaged model.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Print a Keras-style summary of a saved model or of the reference model.
     Summary {
@@ -425,6 +437,7 @@ pub fn run(cli: Cli) -> Result<()> {
             println!("{key}");
             Ok(())
         }
+        Command::Average { models, out } => average::average(&models, &out, device),
         Command::Summary { model, input_dim } => {
             let model = match model {
                 Some(dir) => Siamese::load(dir, device)?,
