@@ -205,13 +205,27 @@ fn stsb_text_model_end_to_end() {
 /// must be far better than chance (EER 50%, rank-1 10%).
 #[test]
 fn att_faces_mined_recipe_short() {
+    att_faces_recipe_short("att_mined.toml", "kept epoch");
+}
+
+/// The same for configs/att_swa.toml, whose weights are the mean over the second half of the
+/// run (after 7.5 of the 15 epochs here) instead of a kept epoch.
+#[test]
+fn att_faces_swa_recipe_short() {
+    att_faces_recipe_short(
+        "att_swa.toml",
+        "weights averaged after 7.50 of 15 epochs, every 6 steps (uniform mean)",
+    );
+}
+
+fn att_faces_recipe_short(config: &str, says: &str) {
     let Some(dir) = data_dir("att_faces") else {
         return;
     };
-    let (_tmp, model, stdout) = train_recipe(&dir, "att_mined.toml", 15);
+    let (_tmp, model, stdout) = train_recipe(&dir, config, 15);
     let model_arg = model.to_str().unwrap();
     let run = |args: &[&str]| run_binary(&dir, args);
-    assert!(stdout.contains("kept epoch"), "{stdout}");
+    assert!(stdout.contains(says), "{stdout}");
     let history = std::fs::read_to_string(model.join("history.csv")).unwrap();
     let rows: Vec<Vec<&str>> = history
         .lines()
@@ -239,7 +253,7 @@ fn att_faces_mined_recipe_short() {
         serde_json::from_slice(&std::fs::read(model.join("eval/report.json")).unwrap()).unwrap();
     let eer = report["eer"].as_f64().unwrap();
     let rank1 = report["identification"]["rank1"].as_f64().unwrap();
-    eprintln!("AT&T mined recipe, 15 epochs: test EER {eer:.4}, rank-1 {rank1:.4}\n{out}");
+    eprintln!("AT&T {config}, 15 epochs: test EER {eer:.4}, rank-1 {rank1:.4}\n{out}");
     assert!(eer < 0.25, "{report}");
     assert!(rank1 > 0.6, "{report}");
     assert_eq!(report["identification"]["identities"], 10);

@@ -20,7 +20,7 @@
 //! ```
 //! use siamese::train::WeightAverage;
 //! let swa: WeightAverage = toml::from_str("start_epochs = 1.5\nevery_steps = 10").unwrap();
-//! assert_eq!(swa, WeightAverage { start_epochs: 1.5, every_steps: 10, decay: None });
+//! assert_eq!(swa, WeightAverage { start_epochs: 1.5, every_steps: 10, ..Default::default() });
 //! assert!(swa.validate().is_ok());
 //! let bad = WeightAverage { decay: Some(1.0), ..swa };
 //! assert!(bad.validate().unwrap_err().to_string().contains("average.decay"));
@@ -34,7 +34,8 @@ use crate::error::{Result, SiameseError};
 use crate::siamese::SiameseNetwork;
 
 /// When and how to average the weights (see the [module docs](self)); in a run config
-/// `[train] average = { start_epochs = 1, every_steps = 10 }`, or with `decay` for an EMA.
+/// `[train] average = { start_epochs = 1, every_steps = 10 }` or `{ start_fraction = 0.5 }`,
+/// with `decay` for an EMA.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WeightAverage {
@@ -42,6 +43,11 @@ pub struct WeightAverage {
     /// half-way through epoch 2); default 0, from the first step.
     #[serde(default)]
     pub start_epochs: f64,
+    /// The share of the run's epochs before the first snapshot instead of `start_epochs`, in
+    /// `[0, 1)`: `0.5` averages the second half of however many epochs the run has (SWA's
+    /// usual choice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_fraction: Option<f64>,
     /// Optimizer steps between snapshots (default 1, every step).
     #[serde(default = "one")]
     pub every_steps: usize,
@@ -59,6 +65,7 @@ impl Default for WeightAverage {
     fn default() -> Self {
         Self {
             start_epochs: 0.0,
+            start_fraction: None,
             every_steps: 1,
             decay: None,
         }
@@ -73,6 +80,14 @@ impl WeightAverage {
             return Err(SiameseError::config(
                 "average.start_epochs",
                 format!("must be a finite number ≥ 0, got {}", self.start_epochs),
+            ));
+        }
+        if let Some(f) = self.start_fraction
+            && !(0.0..1.0).contains(&f)
+        {
+            return Err(SiameseError::config(
+                "average.start_fraction",
+                format!("must be in [0, 1), got {f}"),
             ));
         }
         if self.every_steps == 0 {
@@ -92,21 +107,28 @@ impl WeightAverage {
         Ok(())
     }
 
-    /// Whether the weights after global step `step` (from 1) of a run with `steps_per_epoch`
-    /// steps are a snapshot: past `start_epochs · steps_per_epoch` steps, every
-    /// `every_steps`-th step counted from there.
-    pub fn takes(&self, step: usize, steps_per_epoch: usize) -> bool {
-        let start = (self.start_epochs * steps_per_epoch as f64).round() as usize;
+    /// Epochs of training before the first snapshot in a run of `epochs` epochs:
+    /// `start_fraction · epochs` when the fraction is given, else `start_epochs`.
+    pub fn start(&self, epochs: usize) -> f64 {
+        self.start_fraction
+            .map_or(self.start_epochs, |f| f * epochs as f64)
+    }
+
+    /// Whether the weights after global step `step` (from 1) of a run of `epochs` epochs of
+    /// `steps_per_epoch` steps are a snapshot: past `start(epochs) · steps_per_epoch` steps,
+    /// every `every_steps`-th step counted from there.
+    pub fn takes(&self, step: usize, steps_per_epoch: usize, epochs: usize) -> bool {
+        let start = (self.start(epochs) * steps_per_epoch as f64).round() as usize;
         step > start && (step - start).is_multiple_of(self.every_steps)
     }
 
-    /// The last epoch (from 1) of a run of `epochs` epochs that would end without a snapshot,
-    /// or `None` when every epoch ends with one: for an error up front instead of a run whose
-    /// averaging never starts.
+    /// The epoch (from 1) that ends with the first snapshot of a run of `epochs` epochs, or
+    /// `None` when the run would end without one: for an error up front instead of a run
+    /// whose averaging never starts.
     pub fn first_epoch(&self, steps_per_epoch: usize, epochs: usize) -> Option<usize> {
         let total = steps_per_epoch * epochs;
         (1..=total)
-            .find(|&s| self.takes(s, steps_per_epoch))
+            .find(|&s| self.takes(s, steps_per_epoch, epochs))
             .map(|s| s.div_ceil(steps_per_epoch.max(1)))
     }
 }
@@ -318,10 +340,10 @@ mod tests {
         let a = WeightAverage {
             start_epochs: 1.5,
             every_steps: 2,
-            decay: None,
+            ..WeightAverage::default()
         };
         // 10 steps an epoch: from step 15, every second step.
-        let taken: Vec<usize> = (1..=20).filter(|&s| a.takes(s, 10)).collect();
+        let taken: Vec<usize> = (1..=20).filter(|&s| a.takes(s, 10, 2)).collect();
         assert_eq!(taken, vec![17, 19]);
         assert_eq!(a.first_epoch(10, 2), Some(2));
         assert_eq!(a.first_epoch(10, 1), None);
@@ -331,6 +353,24 @@ mod tests {
             ..a
         };
         assert!(never.first_epoch(10, 3).is_none());
+        // The second half of a 4-epoch run of 10 steps: steps 21..=40, every second one.
+        let half = WeightAverage {
+            start_fraction: Some(0.5),
+            ..a
+        };
+        let taken: Vec<usize> = (1..=40).filter(|&s| half.takes(s, 10, 4)).collect();
+        assert_eq!(taken, (22..=40).step_by(2).collect::<Vec<_>>());
+        assert_eq!(half.first_epoch(10, 4), Some(3));
+        assert!(
+            WeightAverage {
+                start_fraction: Some(1.0),
+                ..a
+            }
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("average.start_fraction")
+        );
         assert!(
             WeightAverage {
                 every_steps: 0,
@@ -389,7 +429,7 @@ mod tests {
             let swa = WeightAverage {
                 start_epochs: 1.0,
                 every_steps: 4,
-                decay: None,
+                ..WeightAverage::default()
             };
             let got = fit(Some(swa), 3, fused);
             let mean: Vec<Vec<f32>> = two

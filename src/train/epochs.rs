@@ -317,7 +317,7 @@ fn run_epochs(
             format!(
                 "averaging starts after {} epochs of {steps} steps, but the run has {} epochs: \
                  no snapshot would be taken",
-                a.config().start_epochs,
+                a.config().start(options.epochs),
                 options.epochs
             ),
         ));
@@ -382,7 +382,8 @@ fn run_epochs(
                 .then_some(&mut augment as &mut AugmentFn<'_>);
             stepper.step(train, start, &order[start..start + size], augment)?;
             if let Some(a) = &mut averager
-                && a.config().takes((epoch - 1) * steps + step + 1, steps)
+                && a.config()
+                    .takes((epoch - 1) * steps + step + 1, steps, options.epochs)
             {
                 a.add(stepper.network())?;
             }

@@ -318,10 +318,33 @@ fn fit(
             "kept epoch {epoch} of {} (best {name} {shown})",
             history.epochs.len()
         );
+        if let Some(a) = &options.average {
+            let start = a.start(options.epochs);
+            if (epoch as f64) <= start {
+                println!("  (before weight averaging began: the weights as trained then)");
+            } else {
+                println!(
+                    "  (the weights averaged since epoch {start:.2}, every {} steps)",
+                    a.every_steps
+                );
+            }
+        }
         let per_epoch: Vec<f64> = k.values().to_vec();
         model.extra_mut().insert(
             "epoch_selection".into(),
             serde_json::json!({ "epoch": epoch, "monitor": name, "values": per_epoch }),
+        );
+    }
+    if keep_best.is_none()
+        && let Some(a) = &options.average
+    {
+        println!(
+            "weights averaged after {:.2} of {} epochs, every {} steps ({})",
+            a.start(options.epochs),
+            history.epochs.len(),
+            a.every_steps,
+            a.decay
+                .map_or("uniform mean".to_string(), |d| format!("EMA, decay {d}"))
         );
     }
     Ok(history)
