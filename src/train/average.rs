@@ -15,7 +15,13 @@
 //! statistics (an approximation of SWA's recomputed statistics). Once the first snapshot is
 //! taken, each epoch's validation and callbacks (keep-best, early stopping, one-shot
 //! monitors) see the averaged weights, and `fit` returns them; the optimizer keeps stepping
-//! the raw weights.
+//! the raw weights. A checkpoint written during such a run (`io::Checkpoint`) holds the
+//! averaged weights as its model, and resuming an averaging run is refused: the running
+//! average is not part of the checkpoint.
+//!
+//! Each snapshot reads every weight once (on the host trainers, after writing the trainer's
+//! weights back into the burn network), so for a large model `every_steps` of 10 or more
+//! keeps the cost small.
 //!
 //! ```
 //! use siamese::train::WeightAverage;
