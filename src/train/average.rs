@@ -39,7 +39,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Result, SiameseError};
 use crate::siamese::SiameseNetwork;
 
-/// When and how to average the weights (see the [module docs](self)); in a run config
+/// When and how to average the weights: SWA's uniform mean `θ̄_n = θ̄_{n−1} + (θ_n − θ̄_{n−1}) / n`
+/// or, with `decay`, an EMA `θ̄_n = decay · θ̄_{n−1} + (1 − decay) · θ_n` of snapshots taken every
+/// `every_steps` steps after the start (see [`crate::train::FitOptions::average`]); in a run config
 /// `[train] average = { start_epochs = 1, every_steps = 10 }` or `{ start_fraction = 0.5 }`,
 /// with `decay` for an EMA.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
