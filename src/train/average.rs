@@ -160,7 +160,10 @@ pub fn average_networks(networks: &[&SiameseNetwork]) -> Result<SiameseNetwork> 
             )
         })?;
     }
-    Ok(averager.apply(first))
+    // At least one network was added, so the average exists.
+    averager
+        .averaged(first)
+        .ok_or_else(|| SiameseError::Empty("no networks to average".into()))
 }
 
 /// The running average of a network's tensors, in the network's visiting order.
@@ -169,6 +172,7 @@ pub(super) struct Averager {
     config: WeightAverage,
     /// One flat buffer per tensor.
     mean: Vec<Vec<f32>>,
+    /// Snapshots taken so far.
     count: usize,
 }
 
@@ -183,11 +187,6 @@ impl Averager {
 
     pub(super) fn config(&self) -> &WeightAverage {
         &self.config
-    }
-
-    /// Snapshots taken so far.
-    pub(super) fn count(&self) -> usize {
-        self.count
     }
 
     /// Adds `network`'s weights as the next snapshot.
@@ -236,14 +235,13 @@ impl Averager {
         Ok(())
     }
 
-    /// `network` with the averaged tensors in place (as it is, before the first snapshot).
-    pub(super) fn apply(&self, network: &SiameseNetwork) -> SiameseNetwork {
-        if self.count == 0 {
-            return network.clone();
-        }
-        network.clone().map(&mut Writer {
-            mean: &self.mean,
-            next: 0,
+    /// `network` with the averaged tensors in place, or `None` before the first snapshot.
+    pub(super) fn averaged(&self, network: &SiameseNetwork) -> Option<SiameseNetwork> {
+        (self.count > 0).then(|| {
+            network.clone().map(&mut Writer {
+                mean: &self.mean,
+                next: 0,
+            })
         })
     }
 }
@@ -322,9 +320,9 @@ mod tests {
             uniform.add(n).unwrap();
             ema.add(n).unwrap();
         }
-        assert_eq!(uniform.count(), 3);
-        let got = weights(&uniform.apply(&nets[0]));
-        let got_ema = weights(&ema.apply(&nets[0]));
+        assert_eq!(uniform.count, 3);
+        let got = weights(&uniform.averaged(&nets[0]).unwrap());
+        let got_ema = weights(&ema.averaged(&nets[0]).unwrap());
         assert_eq!(got.len(), w[0].len());
         let d = decay as f32;
         for t in 0..got.len() {
@@ -339,7 +337,7 @@ mod tests {
         // The averaged network still computes: same shapes, finite predictions.
         let (a, b, _) = crate::synthetic::random_pairs(3, 4, 1);
         let mut model = Siamese::reference(4, 0).unwrap();
-        model.set_network(uniform.apply(&nets[0]));
+        model.set_network(uniform.averaged(&nets[0]).unwrap());
         assert!(model.predict(&a, &b).unwrap().iter().all(|d| d.is_finite()));
     }
 

@@ -354,6 +354,9 @@ fn run_epochs(
         s
     };
     let mut done = first - 1;
+    // The average after the latest epoch run (snapshots are taken only within epochs, so it
+    // is also what the run returns).
+    let mut averaged = None;
     for epoch in first..=options.epochs {
         let started = Instant::now();
         stepper.reseed(epoch_seed(options.seed, epoch));
@@ -406,10 +409,9 @@ fn run_epochs(
             )));
         }
         // What validation and the callbacks see: the running average once it has begun.
-        let averaged = averager
+        averaged = averager
             .as_ref()
-            .filter(|a| a.count() > 0)
-            .map(|a| a.apply(stepper.network()));
+            .and_then(|a| a.averaged(stepper.network()));
         let val_eval = match val {
             Some(v) => Some(evaluate(
                 match &averaged {
@@ -469,10 +471,7 @@ fn run_epochs(
         }
     }
     // Without a callback's choice, the run returns the average (when one was taken).
-    let mut best = averager
-        .as_ref()
-        .filter(|a| a.count() > 0)
-        .map(|a| a.apply(stepper.network()));
+    let mut best = averaged;
     for cb in hooks.callbacks.iter_mut() {
         if let Some(network) = cb.on_train_end(&history)? {
             best = Some(network);
