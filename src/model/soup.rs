@@ -31,19 +31,8 @@ impl Siamese {
     /// by its position, this model being 1).
     pub fn average_weights(&mut self, others: &[&Siamese]) -> Result<()> {
         for (i, o) in others.iter().enumerate() {
-            let what = format!("model {}", i + 2);
-            if o.meta.config.network != self.meta.config.network {
-                return Err(SiameseError::invalid(
-                    what,
-                    "has another network configuration than model 1: only models of one \
-                     architecture can be averaged",
-                ));
-            }
-            if o.meta.preprocessing != self.meta.preprocessing {
-                return Err(SiameseError::invalid(
-                    what,
-                    "has another input preprocessing than model 1 (image size, tokenizer)",
-                ));
+            if let Some(why) = self.averaging_mismatch(o) {
+                return Err(SiameseError::invalid(format!("model {}", i + 2), why));
             }
         }
         let mut all = vec![&self.network];
@@ -52,6 +41,21 @@ impl Siamese {
         self.set_network(averaged);
         self.meta.threshold = None;
         Ok(())
+    }
+
+    /// Why `other` cannot be averaged with this model ([`Siamese::average_weights`]): another
+    /// network configuration or input preprocessing; `None` when it can.
+    pub fn averaging_mismatch(&self, other: &Siamese) -> Option<&'static str> {
+        if other.meta.config.network != self.meta.config.network {
+            Some(
+                "has another network configuration than model 1: only models of one \
+                 architecture can be averaged",
+            )
+        } else if other.meta.preprocessing != self.meta.preprocessing {
+            Some("has another input preprocessing than model 1 (image size, tokenizer)")
+        } else {
+            None
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use siamese::error::{Result, SiameseError};
 use siamese::eval::Objective;
 use siamese::model::Siamese;
 
+use super::evaluate::rebuild_run;
 use super::json;
 use crate::config::RunConfig;
 
@@ -29,21 +30,13 @@ pub fn average(models: &[PathBuf], out: &Path, device: &Device) -> Result<()> {
         .iter()
         .map(|m| Siamese::load(m, device))
         .collect::<Result<Vec<_>>>()?;
-    let refs: Vec<&Siamese> = others.iter().collect();
-    first.average_weights(&refs).map_err(|e| match e {
-        SiameseError::InvalidValue { what, message } => {
-            // "model k" → its directory.
-            let k: usize = what
-                .trim_start_matches("model ")
-                .parse()
-                .unwrap_or(usize::MAX);
-            let named = models
-                .get(k.wrapping_sub(1))
-                .map_or(what, |p| p.display().to_string());
-            SiameseError::invalid(named, message)
+    for (m, dir) in others.iter().zip(&models[1..]) {
+        if let Some(why) = first.averaging_mismatch(m) {
+            return Err(SiameseError::invalid(dir.display().to_string(), why));
         }
-        other => other,
-    })?;
+    }
+    let refs: Vec<&Siamese> = others.iter().collect();
+    first.average_weights(&refs)?;
     println!("averaged the weights of {} models", models.len());
     // Recalibrate on the validation part of the first model's run (same data, split, seed);
     // every run must have had the same parts, or a model would have trained on the pairs the
@@ -51,11 +44,11 @@ pub fn average(models: &[PathBuf], out: &Path, device: &Device) -> Result<()> {
     let run = RunConfig::from_model(&first, &models[0]).ok();
     match &run {
         Some(run) => {
-            let data = rebuild(&first, run)?;
+            let data = rebuild_run(&first, run)?;
             let parts = fingerprint(&data);
             for (m, dir) in others.iter().zip(&models[1..]) {
                 let other = RunConfig::from_model(m, dir)?;
-                if fingerprint(&rebuild(m, &other)?) != parts {
+                if fingerprint(&rebuild_run(m, &other)?) != parts {
                     return Err(SiameseError::invalid(
                         dir.display().to_string(),
                         format!(
@@ -78,9 +71,12 @@ pub fn average(models: &[PathBuf], out: &Path, device: &Device) -> Result<()> {
                     let mut report =
                         super::train::verification_report(&first, v.data(), &threshold)?;
                     if let Some(text) = &data.text {
-                        let (p, s) = first.correlations(v.data(), &text.validation_scores)?;
-                        report.pearson = Some(p);
-                        report.spearman = Some(s);
+                        super::train::add_correlations(
+                            &mut report,
+                            &first,
+                            v.data(),
+                            &text.validation_scores,
+                        )?;
                     }
                     println!("\nvalidation of the average:\n{}", report.table());
                 }
@@ -102,14 +98,6 @@ pub fn average(models: &[PathBuf], out: &Path, device: &Device) -> Result<()> {
     first.save(out)?;
     println!("wrote {}", out.display());
     Ok(())
-}
-
-/// The data of `model`'s training run, rebuilt as `siamese evaluate` does.
-fn rebuild(model: &Siamese, run: &RunConfig) -> Result<prepare::PreparedData> {
-    let mut spec = run.data.clone();
-    spec.data_root = super::data_root();
-    let tokenizer = model.tokenizer().filter(|t| t.special_tokens()).cloned();
-    prepare::prepare_with(&spec, run.train.seed, tokenizer)
 }
 
 /// A hash of every pair (both inputs and the label) of the training, validation and test

@@ -37,6 +37,15 @@ fn load_pair_data(model: &Siamese, data: &Path, pair_labels: LabelConvention) ->
     Ok(pairs)
 }
 
+/// The data of `model`'s training run `run`, rebuilt: the same data, split and seed, under
+/// `SIAMESE_DATA_DIR`, with a pretrained encoder's rows made by its own tokenizer.
+pub(super) fn rebuild_run(model: &Siamese, run: &RunConfig) -> Result<prepare::PreparedData> {
+    let mut spec = run.data.clone();
+    spec.data_root = super::data_root();
+    let tokenizer = model.tokenizer().filter(|t| t.special_tokens()).cloned();
+    prepare::prepare_with(&spec, run.train.seed, tokenizer)
+}
+
 /// `siamese evaluate`.
 pub fn evaluate(args: &EvaluateArgs, device: &Device) -> Result<()> {
     let model = super::with_env(Siamese::load(&args.model, device)?);
@@ -53,11 +62,7 @@ pub fn evaluate(args: &EvaluateArgs, device: &Device) -> Result<()> {
                     "records no training run to rebuild the test split from; pass --data",
                 )
             })?;
-            let mut spec = run.data.clone();
-            spec.data_root = super::data_root();
-            // A pretrained encoder's rows come from its own tokenizer.
-            let tokenizer = model.tokenizer().filter(|t| t.special_tokens()).cloned();
-            let data = prepare::prepare_with(&spec, run.train.seed, tokenizer)?;
+            let data = rebuild_run(&model, &run)?;
             if data.test.is_empty() {
                 return Err(SiameseError::invalid(
                     args.model.display().to_string(),
@@ -84,9 +89,7 @@ pub fn evaluate(args: &EvaluateArgs, device: &Device) -> Result<()> {
     let samples = test.samples();
     let mut report = super::train::verification_report(&model, pairs, &threshold)?;
     if let Some(gold) = &text_scores {
-        let (p, s) = model.correlations(pairs, gold)?;
-        report.pearson = Some(p);
-        report.spearman = Some(s);
+        super::train::add_correlations(&mut report, &model, pairs, gold)?;
     }
     if let Some(ways) = args.one_shot {
         let s = samples.ok_or_else(|| {

@@ -154,9 +154,7 @@ pub fn train(args: TrainArgs, device: &Device) -> Result<()> {
     } else {
         let mut report = verification_report(&model, pairs, &threshold)?;
         if let Some(text) = &data.text {
-            let (p, s) = model.correlations(data.test.data(), &text.test_scores)?;
-            report.pearson = Some(p);
-            report.spearman = Some(s);
+            add_correlations(&mut report, &model, data.test.data(), &text.test_scores)?;
         }
         println!("\n{part} ({seconds:.1}s of training):\n{}", report.table());
         files.push((
@@ -348,6 +346,20 @@ fn fit(
         );
     }
     Ok(history)
+}
+
+/// Adds the Pearson and Spearman correlations (×100) of `model`'s similarities on `pairs`
+/// with their `gold` scores to `report` (text sources).
+pub(super) fn add_correlations(
+    report: &mut VerificationReport,
+    model: &Siamese,
+    pairs: PairData<'_>,
+    gold: &[f32],
+) -> Result<()> {
+    let (p, s) = model.correlations(pairs, gold)?;
+    report.pearson = Some(p);
+    report.spearman = Some(s);
+    Ok(())
 }
 
 /// Loss and every verification metric of `model` on `pairs` at `threshold`.
