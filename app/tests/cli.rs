@@ -2,42 +2,14 @@
 //! Each bad case must print one `error:` line naming the file or field, exit with 2, and
 //! leave no model directory behind.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 
 use siamese::data::Matrix;
 use siamese::data::npy::write_matrix;
 
-fn siamese(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_siamese"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("SIAMESE_DATA_DIR")
-        .output()
-        .expect("the binary runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Asserts a clean input error: exit code 2 and one `error:` line containing every `needle`.
-fn assert_input_error(o: &Output, needles: &[&str]) {
-    let err = stderr(o);
-    assert_eq!(
-        o.status.code(),
-        Some(2),
-        "stderr: {err}\nstdout: {}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "one error line expected, got: {err}");
-    assert!(lines[0].starts_with("error:"), "{err}");
-    for n in needles {
-        assert!(lines[0].contains(n), "`{n}` missing from: {err}");
-    }
-    assert!(!err.contains("panicked"), "{err}");
-}
+mod common;
+use common::{assert_input_error, pairs_dir, siamese, stderr, train_pairs};
 
 /// Writes a raw .npy file with the given header dict and payload.
 fn raw_npy(path: &Path, descr: &str, shape: &str, payload: &[u8]) {
@@ -51,38 +23,6 @@ fn raw_npy(path: &Path, descr: &str, shape: &str, payload: &[u8]) {
     bytes.extend_from_slice(header.as_bytes());
     bytes.extend_from_slice(payload);
     std::fs::write(path, bytes).unwrap();
-}
-
-/// A labelled-pairs folder (a.npy, b.npy, labels.npy) of `n` pairs of `dim` features from two
-/// well-separated classes.
-fn pairs_dir(root: &Path, name: &str, n: usize, dim: usize) -> PathBuf {
-    let dir = root.join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    let task = siamese::synthetic::ClassTask::new(3, dim, 0.2, 1);
-    let (a, b, y) = task.pairs(n, 2);
-    write_matrix(&dir.join("a.npy"), &a).unwrap();
-    write_matrix(&dir.join("b.npy"), &b).unwrap();
-    write_matrix(&dir.join("labels.npy"), &Matrix::new(n, 1, y).unwrap()).unwrap();
-    dir
-}
-
-fn train_pairs(dir: &Path, data: &Path, out: &str, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "train",
-        "--source",
-        "pairs",
-        "--data",
-        data.to_str().unwrap(),
-        "--epochs",
-        "2",
-        "--batch-size",
-        "16",
-        "--output",
-        out,
-        "--quiet",
-    ];
-    args.extend_from_slice(extra);
-    siamese(&args, dir)
 }
 
 #[test]
@@ -795,56 +735,4 @@ fn set_overrides_any_key_and_config_errors_come_before_work() {
         config.contains("\"hidden\": [\n") && config.contains("16"),
         "{config}"
     );
-}
-
-/// `siamese average`: two runs on the same split average into a model that evaluates; a run
-/// on another split (another seed) or of another architecture is refused, naming it.
-#[test]
-fn average_of_runs() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let data = pairs_dir(dir, "pairs", 200, 8);
-    let val = ["--validation-fraction", "0.2"];
-    for (out, extra) in [
-        ("m0", vec!["--lr", "0.001"]),
-        ("m1", vec!["--lr", "0.002"]),
-        ("seed1", vec!["--seed", "1"]),
-        ("wide", vec!["--hidden", "16,16"]),
-    ] {
-        let mut args = val.to_vec();
-        args.extend(extra);
-        let o = train_pairs(dir, &data, out, &args);
-        assert!(o.status.success(), "{out}: {}", stderr(&o));
-    }
-    let o = siamese(
-        &["average", "--model", "m0", "--model", "m1", "--out", "soup"],
-        dir,
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("validation of the average"), "{out}");
-    let config = std::fs::read_to_string(dir.join("soup/config.json")).unwrap();
-    assert!(
-        config.contains("averaged_from") && config.contains("calibrated on validation"),
-        "{config}"
-    );
-    let o = siamese(&["evaluate", "--model", "soup", "--no-plots"], dir);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let o = siamese(
-        &[
-            "average", "--model", "m0", "--model", "seed1", "--out", "bad",
-        ],
-        dir,
-    );
-    assert_input_error(&o, &["seed1", "other pairs"]);
-    let o = siamese(
-        &[
-            "average", "--model", "m0", "--model", "wide", "--out", "bad",
-        ],
-        dir,
-    );
-    assert_input_error(&o, &["wide", "network configuration"]);
-    let o = siamese(&["average", "--model", "m0", "--out", "bad"], dir);
-    assert_input_error(&o, &["at least two"]);
-    assert!(!dir.join("bad").exists());
 }
